@@ -146,7 +146,12 @@ int script(const std::string& dir, const std::string& file, bool withTrace) {
       std::cout << "< 250";
       if (a.startTls) std::cout << " STARTTLS";
       if (a.auth) std::cout << " AUTH=PLAIN,LOGIN";
-      std::cout << " SIZE=" << a.sizeLimit << "\n";
+      // SIZE with no number: this client may exceed maxMessageSize (Bypass-Message-Size-Limit).
+      if (a.sizeLimit == 0) {
+        std::cout << " SIZE\n";
+      } else {
+        std::cout << " SIZE=" << a.sizeLimit << "\n";
+      }
     } else if (cmd == "starttls") {
       Decision d = session->startTls(tracePtr);
       printDecision(d);

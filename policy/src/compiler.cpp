@@ -323,19 +323,19 @@ private:
   }
 
   CompiledConnector* connectorFor(const std::string& ns, const std::string& name) {
-    for (auto& c : snapshot_->connectors_) {
-      if (c.spec.meta.ns == ns && c.spec.meta.name == name) return &c;
-    }
-    return nullptr;
+    auto it = connectorIndex_.find(Key{ns, name});
+    return it == connectorIndex_.end() ? nullptr : &snapshot_->connectors_[it->second];
   }
 
   bool connectorExistsAnyPool(const std::string& ns, const std::string& name) const {
-    return std::any_of(in_.connectors.begin(), in_.connectors.end(), [&](const ReceiveConnector& rc) {
-      return rc.meta.ns == ns && rc.meta.name == name;
-    });
+    return allConnectorNames_.count(Key{ns, name}) > 0;
   }
 
   void applyPermissions() {
+    for (const auto& c : snapshot_->connectors_) {
+      connectorIndex_.emplace(Key{c.spec.meta.ns, c.spec.meta.name}, c.index);
+    }
+    for (const auto& rc : in_.connectors) allConnectorNames_.insert(Key{rc.meta.ns, rc.meta.name});
     std::vector<const SenderPermission*> list;
     for (const auto& p : in_.permissions) {
       if (!p.meta.name.empty()) list.push_back(&p);
@@ -478,6 +478,8 @@ private:
   std::map<std::string, std::unique_ptr<DomainTable>> tables_;
   std::map<uint32_t, std::vector<const SenderPermission*>> permissions_;
   std::set<Key> reportedUserErrors_;
+  std::map<Key, uint32_t> connectorIndex_;
+  std::set<Key> allConnectorNames_;
 };
 
 CompileResult compile(const ResourceSet& resources, const CompileOptions& options) {
