@@ -43,7 +43,8 @@ CompileResult compileDirs(const std::vector<std::string>& dirs) {
   for (const auto& dir : dirs) {
     ResourceSet r = loadManifestDirectory(dir);
     auto move = [](auto& from, auto& to) {
-      to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+      to.insert(to.end(), std::make_move_iterator(from.begin()),
+                std::make_move_iterator(from.end()));
     };
     move(r.connectors, all.connectors);
     move(r.permissions, all.permissions);
@@ -124,15 +125,16 @@ int script(const std::string& dir, const std::string& file, bool withTrace) {
       auto remote = IpAddress::parse(client);
       size_t colon = local.rfind(':');
       std::string localHost = colon == std::string::npos ? "0.0.0.0" : local.substr(0, colon);
-      if (!localHost.empty() && localHost.front() == '[') localHost = localHost.substr(1, localHost.size() - 2);
+      if (!localHost.empty() && localHost.front() == '[')
+        localHost = localHost.substr(1, localHost.size() - 2);
       auto localAddr = IpAddress::parse(localHost);
       int port = std::stoi(colon == std::string::npos ? local : local.substr(colon + 1));
       if (!remote || !localAddr || arrow != "->") {
         std::cout << "! bad connect line\n";
         continue;
       }
-      session = SessionPolicy::connect(result.snapshot,
-                                       {*localAddr, static_cast<uint16_t>(port), *remote}, tracePtr);
+      session = SessionPolicy::connect(
+          result.snapshot, {*localAddr, static_cast<uint16_t>(port), *remote}, tracePtr);
       recipients = 0;
       const Decision& d = session->connectDecision();
       std::cout << "< " << d.reply.toString() << " [" << d.reason << "]";
@@ -163,8 +165,9 @@ int script(const std::string& dir, const std::string& file, bool withTrace) {
       if (!start.allowed) {
         printDecision(start);
       } else {
-        const UserEntry* entry =
-            session->connector() ? verifyCredentials(*session->connector(), user, password) : nullptr;
+        const UserEntry* entry = session->connector()
+                                     ? verifyCredentials(*session->connector(), user, password)
+                                     : nullptr;
         printDecision(session->authenticated(entry, tracePtr));
       }
     } else if (cmd == "mail") {

@@ -48,9 +48,14 @@ ResourceSet makePolicy(uint32_t connectors, std::mt19937& rng) {
     ReceiveConnector rc = base("c" + std::to_string(i));
     uint32_t block = blocks[i];
     switch (i % 3) {
-      case 0: rc.remoteIPRanges = {IpRange{IpAddress::v4(block), IpAddress::v4(block | 0xff)}}; break;
-      case 1: rc.remoteIPRanges = {IpRange{IpAddress::v4(block | 7), IpAddress::v4(block | 7)}}; break;
-      default: rc.remoteIPRanges = {IpRange{IpAddress::v4(block | 10), IpAddress::v4(block | 99)}};
+      case 0:
+        rc.remoteIPRanges = {IpRange{IpAddress::v4(block), IpAddress::v4(block | 0xff)}};
+        break;
+      case 1:
+        rc.remoteIPRanges = {IpRange{IpAddress::v4(block | 7), IpAddress::v4(block | 7)}};
+        break;
+      default:
+        rc.remoteIPRanges = {IpRange{IpAddress::v4(block | 10), IpAddress::v4(block | 99)}};
     }
     set.connectors.push_back(rc);
     if (i % 2 == 0) {
@@ -81,7 +86,9 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> sizes;
   for (int i = 1; i < argc; ++i) sizes.push_back(static_cast<uint32_t>(std::stoul(argv[i])));
   if (sizes.empty()) sizes = {100, 1000, 10000};
-  std::printf("| connectors | compile ms | select ns | session ns (connect+MAIL+RCPT) | linear select ns | linear/indexed |\n");
+  std::printf(
+      "| connectors | compile ms | select ns | session ns (connect+MAIL+RCPT) | linear select ns | "
+      "linear/indexed |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   for (uint32_t n : sizes) {
     if (n > 65536) {

@@ -57,13 +57,13 @@ std::vector<Diagnostic> analyze(const Snapshot& snapshot) {
   for (const auto& c : snapshot.connectors()) {
     if (!c.spec.enabled || c.quarantined) continue;
     const auto& ranges = c.spec.remoteIPRanges;
-    const bool everywhere = coversFamily(ranges, IpFamily::V4) || coversFamily(ranges, IpFamily::V6);
+    const bool everywhere =
+        coversFamily(ranges, IpFamily::V4) || coversFamily(ranges, IpFamily::V6);
     const Rights anon = c.anonymous.effective();
-    const Rights ext =
-        c.hasMechanism(auth_mechanism::kExternalAuthoritative) ? c.externallySecured.effective() : 0;
-    auto relays = [](Rights r) {
-      return (r & right::kSubmit) && (r & right::kAcceptAnyRecipient);
-    };
+    const Rights ext = c.hasMechanism(auth_mechanism::kExternalAuthoritative)
+                           ? c.externallySecured.effective()
+                           : 0;
+    auto relays = [](Rights r) { return (r & right::kSubmit) && (r & right::kAcceptAnyRecipient); };
     if (everywhere && (relays(anon) || relays(ext))) {
       warn(c, "spec.remoteIPRanges", "OpenRelay",
            std::string(relays(anon) ? "anonymous" : "externally secured") +
@@ -86,10 +86,10 @@ std::vector<Diagnostic> analyze(const Snapshot& snapshot) {
     }
     // Under AnonymousOnly, remoteIPRanges is the administrator's explicit list of anonymous
     // clients beside authenticated servers (seed 004's design), so that is not flagged.
-    const bool internal = c.hasGroup(permission_group::kExchangeServers |
-                                     permission_group::kExchangeLegacyServers) &&
-                          !c.hasMechanism(auth_mechanism::kExternalAuthoritative) &&
-                          c.spec.ipRestrictionMode == IpRestrictionMode::AllClients;
+    const bool internal =
+        c.hasGroup(permission_group::kExchangeServers | permission_group::kExchangeLegacyServers) &&
+        !c.hasMechanism(auth_mechanism::kExternalAuthoritative) &&
+        c.spec.ipRestrictionMode == IpRestrictionMode::AllClients;
     if (internal && (anon & right::kSubmit)) {
       warn(c, "spec.permissionGroups", "AnonymousOnInternalConnector",
            "anonymous clients may submit on a connector for Exchange servers; servers "
@@ -110,7 +110,8 @@ std::vector<Diagnostic> analyze(const Snapshot& snapshot) {
       }
     }
     bool anyoneSubmits = (anon & right::kSubmit) || (ext & right::kSubmit);
-    for (const auto& u : c.users) anyoneSubmits = anyoneSubmits || (u.grant.effective() & right::kSubmit);
+    for (const auto& u : c.users)
+      anyoneSubmits = anyoneSubmits || (u.grant.effective() & right::kSubmit);
     if (!anyoneSubmits) {
       warn(c, "spec.permissionGroups", "NoSubmitRight",
            "no principal holds ms-Exch-SMTP-Submit on this connector, so it accepts no mail");
@@ -163,9 +164,11 @@ std::vector<Diagnostic> analyze(const Snapshot& snapshot) {
         if (!reported[key]) {
           reported[key] = true;
           warn(*item.connector, "spec.remoteIPRanges", "PartiallyOverlappingRanges",
-               item.range.toString() + " overlaps " + open.back()->range.toString() + " of ReceiveConnector " +
-                   open.back()->connector->id + " on " + binding.toString() +
-                   " without one containing the other (Exchange refuses this); make the ranges nest");
+               item.range.toString() + " overlaps " + open.back()->range.toString() +
+                   " of ReceiveConnector " + open.back()->connector->id + " on " +
+                   binding.toString() +
+                   " without one containing the other (Exchange refuses this); make the ranges "
+                   "nest");
         }
       }
       open.push_back(&item);

@@ -4,9 +4,9 @@
 #include <map>
 #include <set>
 
+#include "ascii.h"
 #include "kuberelay/policy/analyzer.h"
 #include "sha256.h"
-#include "ascii.h"
 
 namespace kuberelay::policy {
 
@@ -48,7 +48,8 @@ ParsedUsers parseUsersSecret(std::string_view text) {
       // crypt hashes contain no ':'; the optional third field lists groups.
       size_t c2 = rest.find(':');
       std::string_view hash = rest.substr(0, c2);
-      std::string_view groups = c2 == std::string_view::npos ? std::string_view{} : rest.substr(c2 + 1);
+      std::string_view groups =
+          c2 == std::string_view::npos ? std::string_view{} : rest.substr(c2 + 1);
       bool knownScheme = hash.rfind("$6$", 0) == 0 || hash.rfind("$y$", 0) == 0 ||
                          hash.rfind("$2b$", 0) == 0 || hash.rfind("$2y$", 0) == 0 ||
                          hash.rfind("$5$", 0) == 0;
@@ -78,8 +79,9 @@ ParsedUsers parseUsersSecret(std::string_view text) {
     }
     if (end == text.size()) break;
   }
-  std::sort(out.users.begin(), out.users.end(),
-            [](const UserEntry& a, const UserEntry& b) { return lowerCopy(a.name) < lowerCopy(b.name); });
+  std::sort(out.users.begin(), out.users.end(), [](const UserEntry& a, const UserEntry& b) {
+    return lowerCopy(a.name) < lowerCopy(b.name);
+  });
   return out;
 }
 
@@ -194,8 +196,8 @@ private:
       if (rc->bindings.empty()) {
         // Without a binding the connector cannot even hold its door: it is left out.
         if (!rc->meta.invalid) {
-          error(refOf("ReceiveConnector", rc->meta), "spec.bindings", "must list at least one binding",
-                "InvalidField");
+          error(refOf("ReceiveConnector", rc->meta), "spec.bindings",
+                "must list at least one binding", "InvalidField");
         }
         continue;
       }
@@ -235,11 +237,13 @@ private:
     rule((m & kBasicAuthRequireTls) && (!(m & kBasicAuth) || !(m & kTls)), "spec.authMechanisms",
          "BasicAuthRequireTLS needs BasicAuth and Tls");
     rule((m & kExternalAuthoritative) && !(s.permissionGroups & permission_group::kExchangeServers),
-         "spec.permissionGroups", "ExternalAuthoritative needs the ExchangeServers permission group");
+         "spec.permissionGroups",
+         "ExternalAuthoritative needs the ExchangeServers permission group");
     rule((m & kExternalAuthoritative) && (m & (kBasicAuth | kBasicAuthRequireTls)),
          "spec.authMechanisms", "ExternalAuthoritative can be combined only with Tls");
     rule((m & kTls) && s.tlsSecretName.empty(), "spec.tls", "Tls needs spec.tls.secretName");
-    rule(s.tlsImplicit && !(m & kTls), "spec.authMechanisms", "tls.implicit needs the Tls mechanism");
+    rule(s.tlsImplicit && !(m & kTls), "spec.authMechanisms",
+         "tls.implicit needs the Tls mechanism");
     rule(s.requireTLS && !(m & kTls), "spec.requireTLS", "requireTLS needs the Tls mechanism");
     rule((m & kBasicAuth) && s.usersSecretName.empty(), "spec.users",
          "BasicAuth needs spec.users.secretName");
@@ -283,7 +287,8 @@ private:
       if (!sec) {
         missing("spec.users.secretName", "Secret " + quote(s.usersSecretName) + " not found");
       } else if (auto it = sec->data.find("users"); it == sec->data.end()) {
-        missing("spec.users.secretName", "Secret " + quote(s.usersSecretName) + " has no key \"users\"");
+        missing("spec.users.secretName",
+                "Secret " + quote(s.usersSecretName) + " has no key \"users\"");
       } else {
         ParsedUsers parsed = parseUsersSecret(it->second);
         for (const auto& e : parsed.errors) {
@@ -367,12 +372,15 @@ private:
 
   static bool matchesUser(const SenderPermission& p, const UserEntry& u) {
     switch (p.principal) {
-      case PrincipalKind::AuthenticatedUsers: return true;
-      case PrincipalKind::User: return iequals(p.name, u.name);
+      case PrincipalKind::AuthenticatedUsers:
+        return true;
+      case PrincipalKind::User:
+        return iequals(p.name, u.name);
       case PrincipalKind::Group:
         return std::any_of(u.groups.begin(), u.groups.end(),
                            [&](const std::string& g) { return iequals(g, p.name); });
-      default: return false;
+      default:
+        return false;
     }
   }
 
@@ -401,7 +409,8 @@ private:
     using namespace permission_group;
     for (auto& c : snapshot_->connectors_) {
       const auto& perms = permissions_[c.index];
-      if (c.hasGroup(kAnonymousUsers)) addGroup(c.anonymous, group_rights::kAnonymousUsers, "AnonymousUsers");
+      if (c.hasGroup(kAnonymousUsers))
+        addGroup(c.anonymous, group_rights::kAnonymousUsers, "AnonymousUsers");
       if (c.hasMechanism(auth_mechanism::kExternalAuthoritative) && c.hasGroup(kExchangeServers)) {
         addGroup(c.externallySecured, group_rights::kExternallySecured,
                  "ExchangeServers (externally secured)");
@@ -409,11 +418,13 @@ private:
       if (c.hasGroup(kPartners)) addGroup(c.partners, group_rights::kPartners, "Partners");
       for (const SenderPermission* p : perms) {
         if (p->principal == PrincipalKind::Anonymous) addPermission(c.anonymous, *p);
-        if (p->principal == PrincipalKind::ExternallySecured) addPermission(c.externallySecured, *p);
+        if (p->principal == PrincipalKind::ExternallySecured)
+          addPermission(c.externallySecured, *p);
         if (p->principal == PrincipalKind::Partners) addPermission(c.partners, *p);
       }
       for (auto& u : c.users) {
-        if (c.hasGroup(kExchangeUsers)) addGroup(u.grant, group_rights::kExchangeUsers, "ExchangeUsers");
+        if (c.hasGroup(kExchangeUsers))
+          addGroup(u.grant, group_rights::kExchangeUsers, "ExchangeUsers");
         auto inGroup = [&](std::string_view group) {
           return std::any_of(u.groups.begin(), u.groups.end(),
                              [&](const std::string& g) { return iequals(g, group); });
@@ -445,11 +456,12 @@ private:
         }
         auto [it, inserted] = listeners.emplace(b, Listener{b, c.spec.tlsImplicit, {}});
         if (!inserted && it->second.implicitTls != c.spec.tlsImplicit) {
-          std::string message = "binding " + b.toString() + " is " +
-                                (it->second.implicitTls ? "implicit TLS" : "plain/STARTTLS") +
-                                " on connector " + snapshot_->connectors_[it->second.connectors[0]].id +
-                                "; one port cannot be both";
-          error(refOf("ReceiveConnector", c.spec.meta), "spec.tls.implicit", message, "BindingConflict");
+          std::string message =
+              "binding " + b.toString() + " is " +
+              (it->second.implicitTls ? "implicit TLS" : "plain/STARTTLS") + " on connector " +
+              snapshot_->connectors_[it->second.connectors[0]].id + "; one port cannot be both";
+          error(refOf("ReceiveConnector", c.spec.meta), "spec.tls.implicit", message,
+                "BindingConflict");
           quarantine(c, message);
         }
         it->second.connectors.push_back(c.index);
@@ -467,7 +479,8 @@ private:
       }
       snapshot_->ports_.emplace(port, std::move(index));
     }
-    for (auto& [binding, listener] : listeners) snapshot_->listeners_.push_back(std::move(listener));
+    for (auto& [binding, listener] : listeners)
+      snapshot_->listeners_.push_back(std::move(listener));
   }
 
   const ResourceSet& in_;

@@ -12,7 +12,8 @@ namespace {
 // A real $6$ hash of a random string nobody knows; used to spend the same time on unknown
 // users as on known ones.
 constexpr const char* kDummyHash =
-    "$6$kuberelaydummy$3wY7QkaSgimM2o1FuVLYlGImMFzM9jxw64PO/EbXXw3Ja6xr/pBUhFWRyagFZ0kmSksmfPgPx3FvovoHhl6Iw1";
+    "$6$kuberelaydummy$3wY7QkaSgimM2o1FuVLYlGImMFzM9jxw64PO/EbXXw3Ja6xr/"
+    "pBUhFWRyagFZ0kmSksmfPgPx3FvovoHhl6Iw1";
 
 bool constantTimeEquals(const char* a, size_t aLen, const char* b, size_t bLen) {
   unsigned char diff = static_cast<unsigned char>(aLen != bLen);

@@ -48,13 +48,20 @@ std::string describe(const MailAddress& a) {
 
 const char* toString(Stage stage) {
   switch (stage) {
-    case Stage::Connect: return "connect";
-    case Stage::Ehlo: return "ehlo";
-    case Stage::StartTls: return "starttls";
-    case Stage::Auth: return "auth";
-    case Stage::MailFrom: return "mail";
-    case Stage::RcptTo: return "rcpt";
-    case Stage::Data: return "data";
+    case Stage::Connect:
+      return "connect";
+    case Stage::Ehlo:
+      return "ehlo";
+    case Stage::StartTls:
+      return "starttls";
+    case Stage::Auth:
+      return "auth";
+    case Stage::MailFrom:
+      return "mail";
+    case Stage::RcptTo:
+      return "rcpt";
+    case Stage::Data:
+      return "data";
   }
   return "?";
 }
@@ -110,12 +117,14 @@ SessionPolicy SessionPolicy::connect(SnapshotPtr snapshot, const ConnectionFacts
       how = "remote range " + (best ? best->toString() : std::string("?")) +
             " is the most specific match";
     } else {
-      how = "client is outside remoteIPRanges; ipRestrictionMode AnonymousOnly still serves it "
-            "(it must authenticate)";
+      how =
+          "client is outside remoteIPRanges; ipRestrictionMode AnonymousOnly still serves it "
+          "(it must authenticate)";
     }
     trace->add(Stage::Connect, "connector-selection",
                "ReceiveConnector " + c->id + " on " +
-                   (s.selection_.specificBinding ? facts.localAddress.toString() : std::string("any address")) +
+                   (s.selection_.specificBinding ? facts.localAddress.toString()
+                                                 : std::string("any address")) +
                    ":" + std::to_string(facts.localPort) + ": " + how);
   }
   if (c->quarantined) {
@@ -170,7 +179,8 @@ Decision SessionPolicy::startTls(Trace* trace) const {
     if (trace) {
       trace->add(Stage::StartTls, "tls-mechanism",
                  "ReceiveConnector " + c->id + " has " +
-                     (c->hasMechanism(auth_mechanism::kTls) ? "no usable certificate" : "no Tls mechanism"));
+                     (c->hasMechanism(auth_mechanism::kTls) ? "no usable certificate"
+                                                            : "no Tls mechanism"));
     }
     return refuse(replies::kTlsNotAvailable, "tls_not_available");
   }
@@ -182,7 +192,8 @@ Decision SessionPolicy::authStart(std::string_view mechanism, Trace* trace) cons
   if (!c || !connect_.allowed) return connect_;
   if (user_) return refuse(replies::kAlreadyAuthenticated, "already_authenticated");
   if (!c->hasMechanism(auth_mechanism::kBasicAuth)) {
-    if (trace) trace->add(Stage::Auth, "auth-mechanism", "ReceiveConnector " + c->id + " has no BasicAuth");
+    if (trace)
+      trace->add(Stage::Auth, "auth-mechanism", "ReceiveConnector " + c->id + " has no BasicAuth");
     return refuse(replies::kAuthMechanismUnknown, "mechanism_not_offered");
   }
   if (!iequals(mechanism, "PLAIN") && !iequals(mechanism, "LOGIN")) {
@@ -241,7 +252,8 @@ Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64
     return refuse(replies::kAnonymousOffList, "anonymous_off_list");
   }
   if (c->spec.requireTLS && !tls_) {
-    if (trace) trace->add(Stage::MailFrom, "require-tls", "ReceiveConnector " + c->id + " has requireTLS");
+    if (trace)
+      trace->add(Stage::MailFrom, "require-tls", "ReceiveConnector " + c->id + " has requireTLS");
     return refuse(replies::kMustStartTls, "tls_required");
   }
   const Rights r = rights();
@@ -276,15 +288,19 @@ Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64
   };
   if (denySendAs(grant.sendAs.deny) ||
       (user_ && externallySecured() && denySendAs(c->externallySecured.sendAs.deny))) {
-    if (trace) trace->add(Stage::MailFrom, "send-as-deny", describe(sender) + " is denied by a SenderPermission");
+    if (trace)
+      trace->add(Stage::MailFrom, "send-as-deny",
+                 describe(sender) + " is denied by a SenderPermission");
     return refuse(denied, "send_as_denied");
   }
   if (user_ && user_->nameIsAddress && sameAddress(user_->name, sender)) {
-    if (trace) trace->add(Stage::MailFrom, "own-address", "user " + user_->name + " sends as itself");
+    if (trace)
+      trace->add(Stage::MailFrom, "own-address", "user " + user_->name + " sends as itself");
     return allow(replies::kSenderOk, "own_address");
   }
   if (matchesAny(grant.sendAs.allow, sender)) {
-    if (trace) trace->add(Stage::MailFrom, "send-as", describe(sender) + " matches a sendAs pattern");
+    if (trace)
+      trace->add(Stage::MailFrom, "send-as", describe(sender) + " matches a sendAs pattern");
     return allow(replies::kSenderOk, "send_as");
   }
   auto domain = c->domains->lookup(sender.domain);
@@ -292,8 +308,9 @@ Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64
     if (r & right::kAcceptAuthoritativeDomainSender) {
       if (trace) {
         trace->add(Stage::MailFrom, "authoritative-domain-sender",
-                   describe(sender) + " is in authoritative domain " + std::string(domain->pattern) +
-                       " (AcceptedDomain " + std::string(domain->object) +
+                   describe(sender) + " is in authoritative domain " +
+                       std::string(domain->pattern) + " (AcceptedDomain " +
+                       std::string(domain->object) +
                        "); ms-Exch-SMTP-Accept-Authoritative-Domain-Sender from " + sources());
       }
       return allow(replies::kSenderOk, "authoritative_domain_sender");
@@ -309,7 +326,8 @@ Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64
   if (r & right::kAcceptAnySender) {
     if (trace) {
       trace->add(Stage::MailFrom, "any-sender",
-                 describe(sender) + " is outside the authoritative domains; ms-Exch-SMTP-Accept-Any-Sender from " +
+                 describe(sender) +
+                     " is outside the authoritative domains; ms-Exch-SMTP-Accept-Any-Sender from " +
                      sources());
     }
     return allow(replies::kSenderOk, "any_sender");
@@ -328,8 +346,9 @@ Decision SessionPolicy::rcptTo(const MailAddress& recipient, uint32_t acceptedSo
   if (!c || !connect_.allowed) return connect_;
   if (acceptedSoFar >= c->spec.limits.maxRecipientsPerMessage) {
     if (trace) {
-      trace->add(Stage::RcptTo, "max-recipients",
-                 "maxRecipientsPerMessage is " + std::to_string(c->spec.limits.maxRecipientsPerMessage));
+      trace->add(
+          Stage::RcptTo, "max-recipients",
+          "maxRecipientsPerMessage is " + std::to_string(c->spec.limits.maxRecipientsPerMessage));
     }
     return refuse(replies::kTooManyRecipients, "too_many_recipients");
   }
@@ -338,14 +357,16 @@ Decision SessionPolicy::rcptTo(const MailAddress& recipient, uint32_t acceptedSo
     return allow(replies::kRecipientOk, "postmaster");  // RFC 5321 4.5.1
   }
   // "a%b@accepted", "a!b@accepted", "\"a@b\"@accepted": sender-specified routing that a next hop
-  // may honour, so it is relaying as far as the policy is concerned (Postfix: allow_untrusted_routing).
+  // may honour, so it is relaying as far as the policy is concerned (Postfix:
+  // allow_untrusted_routing).
   const bool routing = recipient.local.find_first_of("%!@") != std::string_view::npos;
   auto domain = c->domains->lookup(recipient.domain);
   if (domain && !routing) {
     if (trace) {
       trace->add(Stage::RcptTo, "accepted-domain",
-                 describe(recipient) + " is in accepted domain " + std::string(domain->pattern) + " (" +
-                     toString(domain->type) + ", AcceptedDomain " + std::string(domain->object) + ")");
+                 describe(recipient) + " is in accepted domain " + std::string(domain->pattern) +
+                     " (" + toString(domain->type) + ", AcceptedDomain " +
+                     std::string(domain->object) + ")");
     }
     return allow(replies::kRecipientOk, "accepted_domain");
   }

@@ -85,7 +85,8 @@ std::optional<std::array<uint8_t, 16>> parseV6(std::string_view s) {
   while (i < s.size()) {
     // Embedded IPv4 tail ("::ffff:1.2.3.4").
     size_t nextColon = s.find(':', i);
-    std::string_view token = s.substr(i, nextColon == std::string_view::npos ? s.npos : nextColon - i);
+    std::string_view token =
+        s.substr(i, nextColon == std::string_view::npos ? s.npos : nextColon - i);
     if (token.find('.') != std::string_view::npos) {
       if (nextColon != std::string_view::npos || count > 6) return std::nullopt;
       auto v4 = parseV4(token);
@@ -329,11 +330,11 @@ std::vector<std::pair<IpAddress, unsigned>> toCidrs(const IpRange& range) {
       if (top > last) break;
       --len;
     }
-    IpAddress a = range.first.isV4() ? IpAddress::v4(static_cast<uint32_t>(cur.lo))
-                                     : IpAddress::v6(cur);
+    IpAddress a =
+        range.first.isV4() ? IpAddress::v4(static_cast<uint32_t>(cur.lo)) : IpAddress::v6(cur);
     out.emplace_back(a, len);
-    U128 blockTop = bitOr(cur, andNot(bits == 32 ? U128{0, 0xffffffffu} : kMax128,
-                                      prefixMask(len, bits)));
+    U128 blockTop =
+        bitOr(cur, andNot(bits == 32 ? U128{0, 0xffffffffu} : kMax128, prefixMask(len, bits)));
     if (blockTop >= last) break;
     cur = add1(blockTop);
   }

@@ -268,11 +268,11 @@ bool validSendAsPattern(std::string_view s) {
 void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnector& rc) {
   const std::string p = "spec";
   if (!d.expectMap(spec, p)) return;
-  d.checkKnown(spec, p,
-               {"enabled", "relayPool", "bindings", "remoteIPRanges", "ipRestrictionMode",
-                "authMechanisms", "permissionGroups", "requireTLS", "fqdn", "banner", "tls",
-                "users", "limits", "proxyProtocol", "forwarding", "protocolLogging",
-                "enforcement"});
+  d.checkKnown(
+      spec, p,
+      {"enabled", "relayPool", "bindings", "remoteIPRanges", "ipRestrictionMode", "authMechanisms",
+       "permissionGroups", "requireTLS", "fqdn", "banner", "tls", "users", "limits",
+       "proxyProtocol", "forwarding", "protocolLogging", "enforcement"});
   if (auto n = spec["enabled"]) {
     if (auto v = d.boolean(n, p + ".enabled")) rc.enabled = *v;
   }
@@ -497,9 +497,11 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
             host = host.substr(1, host.size() - 2);
           }
           unsigned port = 0;
-          std::string_view portText =
-              colon == std::string::npos ? std::string_view{} : std::string_view(text).substr(colon + 1);
-          auto [ptr, ec] = std::from_chars(portText.data(), portText.data() + portText.size(), port);
+          std::string_view portText = colon == std::string::npos
+                                          ? std::string_view{}
+                                          : std::string_view(text).substr(colon + 1);
+          auto [ptr, ec] =
+              std::from_chars(portText.data(), portText.data() + portText.size(), port);
           bool hostOk = validDnsName(host) || IpAddress::parse(host).has_value();
           if (!hostOk || ec != std::errc() || ptr != portText.data() + portText.size() ||
               port == 0 || port > 65535) {
@@ -542,7 +544,8 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
   }
   if (auto n = spec["enforcement"]) {
     if (auto v = d.enumeration<Enforcement>(
-            n, p + ".enforcement", {{"Enforce", Enforcement::Enforce}, {"Audit", Enforcement::Audit}})) {
+            n, p + ".enforcement",
+            {{"Enforce", Enforcement::Enforce}, {"Audit", Enforcement::Audit}})) {
       rc.enforcement = *v;
     }
   }
@@ -558,14 +561,14 @@ void decodePermissionSpec(ObjectDecoder& d, const YAML::Node& spec, SenderPermis
     d.error(p + ".connector", "is required");
   }
   if (auto n = spec["principal"]) {
-    if (auto v = d.enumeration<PrincipalKind>(
-            n, p + ".principal",
-            {{"Anonymous", PrincipalKind::Anonymous},
-             {"AuthenticatedUsers", PrincipalKind::AuthenticatedUsers},
-             {"User", PrincipalKind::User},
-             {"Group", PrincipalKind::Group},
-             {"ExternallySecured", PrincipalKind::ExternallySecured},
-             {"Partners", PrincipalKind::Partners}})) {
+    if (auto v =
+            d.enumeration<PrincipalKind>(n, p + ".principal",
+                                         {{"Anonymous", PrincipalKind::Anonymous},
+                                          {"AuthenticatedUsers", PrincipalKind::AuthenticatedUsers},
+                                          {"User", PrincipalKind::User},
+                                          {"Group", PrincipalKind::Group},
+                                          {"ExternallySecured", PrincipalKind::ExternallySecured},
+                                          {"Partners", PrincipalKind::Partners}})) {
       sp.principal = *v;
     }
   } else {
@@ -583,7 +586,8 @@ void decodePermissionSpec(ObjectDecoder& d, const YAML::Node& spec, SenderPermis
         d.error(path, quote(text) + " is not an Exchange receive-connector extended right");
       }
     }
-    if (n.IsSequence() && n.size() == 0) d.error(p + ".extendedRights", "must name at least one right");
+    if (n.IsSequence() && n.size() == 0)
+      d.error(p + ".extendedRights", "must name at least one right");
   } else {
     d.error(p + ".extendedRights", "is required");
   }
@@ -593,7 +597,8 @@ void decodePermissionSpec(ObjectDecoder& d, const YAML::Node& spec, SenderPermis
   if (auto n = spec["sendAs"]) {
     for (const auto& [path, text] : d.stringList(n, p + ".sendAs")) {
       if (!validSendAsPattern(text)) {
-        d.error(path, quote(text) + " is not an address pattern (user@domain, *@domain, *@*.domain)");
+        d.error(path,
+                quote(text) + " is not an address pattern (user@domain, *@domain, *@*.domain)");
         continue;
       }
       sp.sendAs.push_back(lowerCopy(text));
@@ -619,7 +624,8 @@ void decodeDomainSpec(ObjectDecoder& d, const YAML::Node& spec, AcceptedDomain& 
       bool wildcard = name.rfind("*.", 0) == 0;
       std::string bare = wildcard ? name.substr(2) : name;
       if (!validDnsName(bare)) {
-        d.error(p + ".domainName", quote(*v) + " is not a domain name (example.com or *.example.com)");
+        d.error(p + ".domainName",
+                quote(*v) + " is not a domain name (example.com or *.example.com)");
       } else {
         ad.domain = bare;
         ad.wildcard = wildcard;
@@ -770,11 +776,8 @@ void decodeManifests(std::string_view text, std::string_view source, ResourceSet
     try {
       decodeObject(docs[i], where, out, options);
     } catch (const YAML::Exception& e) {
-      out.diagnostics.push_back({Diagnostic::Severity::Error,
-                                 {"", "", "", where},
-                                 "",
-                                 "InvalidManifest",
-                                 e.msg});
+      out.diagnostics.push_back(
+          {Diagnostic::Severity::Error, {"", "", "", where}, "", "InvalidManifest", e.msg});
     }
   }
 }

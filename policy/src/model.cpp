@@ -45,21 +45,30 @@ std::string Reply::toString() const {
 
 const char* toString(PrincipalKind kind) {
   switch (kind) {
-    case PrincipalKind::Anonymous: return "Anonymous";
-    case PrincipalKind::AuthenticatedUsers: return "AuthenticatedUsers";
-    case PrincipalKind::User: return "User";
-    case PrincipalKind::Group: return "Group";
-    case PrincipalKind::ExternallySecured: return "ExternallySecured";
-    case PrincipalKind::Partners: return "Partners";
+    case PrincipalKind::Anonymous:
+      return "Anonymous";
+    case PrincipalKind::AuthenticatedUsers:
+      return "AuthenticatedUsers";
+    case PrincipalKind::User:
+      return "User";
+    case PrincipalKind::Group:
+      return "Group";
+    case PrincipalKind::ExternallySecured:
+      return "ExternallySecured";
+    case PrincipalKind::Partners:
+      return "Partners";
   }
   return "?";
 }
 
 const char* toString(DomainType type) {
   switch (type) {
-    case DomainType::Authoritative: return "Authoritative";
-    case DomainType::InternalRelay: return "InternalRelay";
-    case DomainType::ExternalRelay: return "ExternalRelay";
+    case DomainType::Authoritative:
+      return "Authoritative";
+    case DomainType::InternalRelay:
+      return "InternalRelay";
+    case DomainType::ExternalRelay:
+      return "ExternalRelay";
   }
   return "?";
 }

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "sha256.h"
 #include "ascii.h"
+#include "sha256.h"
 #include "units.h"
 
 namespace kuberelay::policy {
@@ -77,9 +77,8 @@ Selection Snapshot::select(const ConnectionFacts& facts) const {
     }
     return {};
   };
-  auto it = std::lower_bound(
-      index.specific.begin(), index.specific.end(), facts.localAddress,
-      [](const auto& entry, const IpAddress& a) { return entry.first < a; });
+  auto it = std::lower_bound(index.specific.begin(), index.specific.end(), facts.localAddress,
+                             [](const auto& entry, const IpAddress& a) { return entry.first < a; });
   if (it != index.specific.end() && it->first == facts.localAddress) {
     if (auto s = tryGroup(it->second, true); s.connector) return s;
   }
@@ -149,10 +148,9 @@ std::string Snapshot::render(bool includeSecrets) const {
     out += "  forwarding:";
     for (const auto& h : f.smarthosts) out += " smarthost=" + h;
     if (!f.dropDirectory.empty()) out += " dropDirectory=" + f.dropDirectory;
-    out += std::string(" tls=") +
-           (f.tls == ForwardTls::None ? "None"
-                                      : f.tls == ForwardTls::Opportunistic ? "Opportunistic"
-                                                                           : "Required");
+    out += std::string(" tls=") + (f.tls == ForwardTls::None            ? "None"
+                                   : f.tls == ForwardTls::Opportunistic ? "Opportunistic"
+                                                                        : "Required");
     if (!f.credentialsSecretName.empty()) {
       out += " credentials=" + f.credentialsSecretName + " user=" + c.forwardUsername +
              " password=" + (includeSecrets ? digest(c.forwardPassword) : "<redacted>");

@@ -8,17 +8,18 @@
 namespace kuberelay::policy {
 namespace {
 
-using ::testing::IsEmpty;
-using ::testing::UnorderedElementsAre;
 using testing::compileExample;
 using testing::compileYaml;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
 using testing::warningReasons;
 
 // Seed 002: the Exchange Server Analyzer warns when anonymous access is allowed on internal and
 // dedicated submission connectors; never on the Internet-facing bridgehead.
 TEST(Analyzer, Seed002RiskyVariantsAreReported) {
   auto risky = compileExample("examples/002-anonymous-by-connector-role/risky");
-  EXPECT_THAT(warningReasons(risky, "internal-hub"), UnorderedElementsAre("AnonymousOnInternalConnector"));
+  EXPECT_THAT(warningReasons(risky, "internal-hub"),
+              UnorderedElementsAre("AnonymousOnInternalConnector"));
   EXPECT_THAT(warningReasons(risky, "client-submission"),
               UnorderedElementsAre("AnonymousOnSubmissionConnector", "BasicAuthWithoutTls"));
   EXPECT_THAT(warningReasons(risky, "internet-bridgehead"), IsEmpty());
@@ -30,7 +31,8 @@ TEST(Analyzer, SeedExamplesAsShippedAreClean) {
         "examples/002-anonymous-by-connector-role", "examples/003-anonymous-relay-ip-restricted",
         "examples/004-ip-restriction-flag", "examples/quickstart"}) {
     auto r = compileExample(folder);
-    EXPECT_EQ(r.warningCount(), 0u) << folder << ": " << (r.diagnostics.empty() ? "" : r.diagnostics[0].toString());
+    EXPECT_EQ(r.warningCount(), 0u)
+        << folder << ": " << (r.diagnostics.empty() ? "" : r.diagnostics[0].toString());
   }
 }
 
@@ -39,7 +41,8 @@ TEST(Analyzer, SeedExamplesAsShippedAreClean) {
 // design) makes the list an explicit anonymous allow-list and is not flagged.
 TEST(Analyzer, Seed004AllClientsVariantMixesAnonymousAndServers) {
   auto r = compileExample("examples/004-ip-restriction-flag/all-clients");
-  EXPECT_THAT(warningReasons(r, "hub-anonymous-only"), UnorderedElementsAre("AnonymousOnInternalConnector"));
+  EXPECT_THAT(warningReasons(r, "hub-anonymous-only"),
+              UnorderedElementsAre("AnonymousOnInternalConnector"));
 }
 
 const char* kFwd = "  forwarding: {smarthosts: [\"127.0.0.1:2526\"]}\n";
@@ -59,9 +62,13 @@ TEST(Analyzer, OpenRelayWhenAnonymousRelayReachesEveryAddress) {
   auto r = compileYaml(
       connector("open", "  bindings: [\"0.0.0.0:25\"]\n  permissionGroups: [AnonymousUsers]\n") +
       anonymousRelay("open") +
-      connector("split", "  bindings: [\"0.0.0.0:26\"]\n  remoteIPRanges: [\"0.0.0.0/1\", \"128.0.0.0-255.255.255.255\"]\n  permissionGroups: [AnonymousUsers]\n") +
+      connector("split",
+                "  bindings: [\"0.0.0.0:26\"]\n  remoteIPRanges: [\"0.0.0.0/1\", "
+                "\"128.0.0.0-255.255.255.255\"]\n  permissionGroups: [AnonymousUsers]\n") +
       anonymousRelay("split") +
-      connector("restricted", "  bindings: [\"0.0.0.0:27\"]\n  remoteIPRanges: [\"10.0.0.0/8\"]\n  permissionGroups: [AnonymousUsers]\n") +
+      connector("restricted",
+                "  bindings: [\"0.0.0.0:27\"]\n  remoteIPRanges: [\"10.0.0.0/8\"]\n  "
+                "permissionGroups: [AnonymousUsers]\n") +
       anonymousRelay("restricted"));
   EXPECT_THAT(warningReasons(r, "open"), UnorderedElementsAre("OpenRelay"));
   EXPECT_THAT(warningReasons(r, "split"), UnorderedElementsAre("OpenRelay"));
@@ -69,27 +76,41 @@ TEST(Analyzer, OpenRelayWhenAnonymousRelayReachesEveryAddress) {
 }
 
 TEST(Analyzer, ExternalAuthoritativeOnAWideRange) {
-  auto r = compileYaml(connector("trusted", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.0/16\"]\n"
-                                            "  authMechanisms: [ExternalAuthoritative]\n  permissionGroups: [ExchangeServers]\n") +
-                       connector("peers", "  bindings: [\"0.0.0.0:26\"]\n  remoteIPRanges: [\"10.0.0.1\", \"10.0.1.0/24\"]\n"
-                                          "  authMechanisms: [ExternalAuthoritative]\n  permissionGroups: [ExchangeServers]\n"));
+  auto r = compileYaml(
+      connector(
+          "trusted",
+          "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.0/16\"]\n"
+          "  authMechanisms: [ExternalAuthoritative]\n  permissionGroups: [ExchangeServers]\n") +
+      connector(
+          "peers",
+          "  bindings: [\"0.0.0.0:26\"]\n  remoteIPRanges: [\"10.0.0.1\", \"10.0.1.0/24\"]\n"
+          "  authMechanisms: [ExternalAuthoritative]\n  permissionGroups: [ExchangeServers]\n"));
   EXPECT_THAT(warningReasons(r, "trusted"), UnorderedElementsAre("ExternalAuthoritativeWideRange"));
   EXPECT_THAT(warningReasons(r, "peers"), IsEmpty());
 }
 
 TEST(Analyzer, OverlapsAndDuplicatesOnOneBinding) {
-  auto r = compileYaml(
-      connector("a", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.0-10.0.0.100\"]\n  permissionGroups: [AnonymousUsers]\n") +
-      connector("b", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.50-10.0.0.200\"]\n  permissionGroups: [AnonymousUsers]\n") +
-      connector("c", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.0-10.0.0.100\"]\n  permissionGroups: [AnonymousUsers]\n") +
-      connector("nested", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.60\"]\n  permissionGroups: [AnonymousUsers]\n"));
+  auto r =
+      compileYaml(connector("a",
+                            "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: "
+                            "[\"10.0.0.0-10.0.0.100\"]\n  permissionGroups: [AnonymousUsers]\n") +
+                  connector("b",
+                            "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: "
+                            "[\"10.0.0.50-10.0.0.200\"]\n  permissionGroups: [AnonymousUsers]\n") +
+                  connector("c",
+                            "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: "
+                            "[\"10.0.0.0-10.0.0.100\"]\n  permissionGroups: [AnonymousUsers]\n") +
+                  connector("nested",
+                            "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.60\"]\n  "
+                            "permissionGroups: [AnonymousUsers]\n"));
   EXPECT_THAT(warningReasons(r, "b"), UnorderedElementsAre("PartiallyOverlappingRanges"));
   EXPECT_THAT(warningReasons(r, "c"), UnorderedElementsAre("DuplicateConnector"));
   EXPECT_THAT(warningReasons(r, "nested"), IsEmpty());
 }
 
 TEST(Analyzer, ConnectorNobodyCanUse) {
-  auto r = compileYaml(connector("custom", "  bindings: [\"0.0.0.0:25\"]\n  permissionGroups: [Custom]\n"));
+  auto r = compileYaml(
+      connector("custom", "  bindings: [\"0.0.0.0:25\"]\n  permissionGroups: [Custom]\n"));
   EXPECT_THAT(warningReasons(r, "custom"), UnorderedElementsAre("NoSubmitRight"));
 }
 

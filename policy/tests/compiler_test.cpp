@@ -11,13 +11,13 @@
 namespace kuberelay::policy {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::IsEmpty;
 using testing::compileExample;
 using testing::compileYaml;
 using testing::decodeYaml;
+using ::testing::ElementsAre;
 using testing::errorsOf;
 using testing::ip;
+using ::testing::IsEmpty;
 
 Selection selectFor(const CompileResult& r, const char* client, uint16_t port,
                     const char* local = "0.0.0.0") {
@@ -38,7 +38,8 @@ std::string connector(const std::string& name, const std::string& spec) {
 }
 
 TEST(Compiler, VersionIsAContentHashIndependentOfOrder) {
-  ResourceSet set = loadManifestDirectory(testing::sourcePath("examples/003-anonymous-relay-ip-restricted"));
+  ResourceSet set =
+      loadManifestDirectory(testing::sourcePath("examples/003-anonymous-relay-ip-restricted"));
   std::string v1 = compile(set).snapshot->version();
   std::mt19937 rng(1);
   for (int i = 0; i < 5; ++i) {
@@ -53,7 +54,8 @@ TEST(Compiler, VersionIsAContentHashIndependentOfOrder) {
 }
 
 TEST(Compiler, RotatedPasswordChangesTheVersion) {
-  ResourceSet set = loadManifestDirectory(testing::sourcePath("examples/001-authenticated-submission"));
+  ResourceSet set =
+      loadManifestDirectory(testing::sourcePath("examples/001-authenticated-submission"));
   std::string before = compile(set).snapshot->version();
   for (auto& s : set.secrets) {
     if (s.data.count("users")) s.data["users"] += "\nnew@example.com:$6$salt$hash\n";
@@ -62,10 +64,13 @@ TEST(Compiler, RotatedPasswordChangesTheVersion) {
 }
 
 TEST(Compiler, SelectsSpecificBindingThenMostSpecificRange) {
-  auto r = compileYaml(connector("default", "  bindings: [\"0.0.0.0:25\"]\n") +
-                       connector("lan", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"192.168.1.0-192.168.1.255\"]\n") +
-                       connector("host", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"192.168.1.75\"]\n") +
-                       connector("nic", "  bindings: [\"10.0.0.5:25\"]\n  remoteIPRanges: [\"172.16.0.0/12\"]\n"));
+  auto r = compileYaml(
+      connector("default", "  bindings: [\"0.0.0.0:25\"]\n") +
+      connector(
+          "lan",
+          "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"192.168.1.0-192.168.1.255\"]\n") +
+      connector("host", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"192.168.1.75\"]\n") +
+      connector("nic", "  bindings: [\"10.0.0.5:25\"]\n  remoteIPRanges: [\"172.16.0.0/12\"]\n"));
   ASSERT_THAT(errorsOf(r), IsEmpty());
   // Exchange's own example (RC): .75 -> the single address, .100 -> the /24, else the default.
   EXPECT_EQ(selectedId(r, "192.168.1.75", 25), "host");
@@ -81,8 +86,11 @@ TEST(Compiler, SelectsSpecificBindingThenMostSpecificRange) {
 }
 
 TEST(Compiler, AnonymousOnlyServesOffListClientsBelowInRangeMatches) {
-  auto r = compileYaml(connector("partners", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.0/8\"]\n") +
-                       connector("hub", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"192.168.0.1\"]\n  ipRestrictionMode: AnonymousOnly\n"));
+  auto r = compileYaml(
+      connector("partners", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.0.0.0/8\"]\n") +
+      connector("hub",
+                "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"192.168.0.1\"]\n  "
+                "ipRestrictionMode: AnonymousOnly\n"));
   EXPECT_EQ(selectedId(r, "192.168.0.1", 25), "hub");
   EXPECT_TRUE(selectFor(r, "192.168.0.1", 25).inRemoteRange);
   EXPECT_EQ(selectedId(r, "10.1.1.1", 25), "partners");
@@ -101,7 +109,9 @@ TEST(Compiler, InvalidConnectorKeepsItsDoorAndFailsTemporarily) {
   // the permissive default connector. Quarantine keeps the door closed with a 4xx instead.
   auto r = compileYaml(
       connector("default", "  bindings: [\"0.0.0.0:25\"]\n  permissionGroups: [AnonymousUsers]\n") +
-      connector("specific", "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.9.9.9\", \"bogus\"]\n  permissionGroups: [Custom]\n"));
+      connector("specific",
+                "  bindings: [\"0.0.0.0:25\"]\n  remoteIPRanges: [\"10.9.9.9\", \"bogus\"]\n  "
+                "permissionGroups: [Custom]\n"));
   EXPECT_THAT(errorsOf(r), ElementsAre("ReceiveConnector default/specific: spec.remoteIPRanges[1]: "
                                        "\"bogus\" is not an IPv4 address"));
   auto s = SessionPolicy::connect(r.snapshot, {ip("0.0.0.0"), 25, ip("10.9.9.9")});
@@ -113,16 +123,21 @@ TEST(Compiler, InvalidConnectorKeepsItsDoorAndFailsTemporarily) {
 }
 
 TEST(Compiler, InvalidDenyEntryQuarantinesItsConnectorButInvalidAllowIsJustLeftOut) {
-  std::string base = connector("c", "  bindings: [\"0.0.0.0:25\"]\n  permissionGroups: [AnonymousUsers]\n");
+  std::string base =
+      connector("c", "  bindings: [\"0.0.0.0:25\"]\n  permissionGroups: [AnonymousUsers]\n");
   auto permission = [](const char* name, bool deny) {
-    return std::string("---\napiVersion: smtp.kuberelay.io/v1alpha1\nkind: SenderPermission\n"
-                       "metadata: {name: ") + name + "}\nspec:\n  connector: c\n  principal: Anonymous\n"
-                       "  extendedRights: [AcceptAnyRecipient, NoSuchRight]\n  deny: " +
+    return std::string(
+               "---\napiVersion: smtp.kuberelay.io/v1alpha1\nkind: SenderPermission\n"
+               "metadata: {name: ") +
+           name +
+           "}\nspec:\n  connector: c\n  principal: Anonymous\n"
+           "  extendedRights: [AcceptAnyRecipient, NoSuchRight]\n  deny: " +
            (deny ? "true" : "false") + "\n";
   };
   auto withAllow = compileYaml(base + permission("bad-allow", false));
   EXPECT_FALSE(withAllow.snapshot->connectors()[0].quarantined);
-  EXPECT_FALSE(withAllow.snapshot->connectors()[0].anonymous.effective() & right::kAcceptAnyRecipient);
+  EXPECT_FALSE(withAllow.snapshot->connectors()[0].anonymous.effective() &
+               right::kAcceptAnyRecipient);
   auto withDeny = compileYaml(base + permission("bad-deny", true));
   EXPECT_TRUE(withDeny.snapshot->connectors()[0].quarantined);
   EXPECT_EQ(withDeny.snapshot->connectors()[0].quarantineReason,
@@ -200,7 +215,8 @@ TEST(Compiler, RelayPoolsSplitTheSnapshot) {
   auto set = decodeYaml(connector("a", "  bindings: [\"0.0.0.0:25\"]\n") +
                         connector("b", "  relayPool: edge\n  bindings: [\"0.0.0.0:25\"]\n"));
   auto all = compile(set);
-  EXPECT_THAT(std::vector<std::string>(all.snapshot->relayPools().begin(), all.snapshot->relayPools().end()),
+  EXPECT_THAT(std::vector<std::string>(all.snapshot->relayPools().begin(),
+                                       all.snapshot->relayPools().end()),
               ElementsAre("default", "edge"));
   auto edge = compile(set, {"edge"});
   ASSERT_EQ(edge.snapshot->connectors().size(), 1u);
@@ -218,8 +234,10 @@ TEST(Compiler, ImplicitTlsAndPlainCannotShareAPort) {
   twin.remoteIPRanges = {*parseIpRange("10.0.0.0/8").range};
   set.connectors.push_back(twin);
   auto conflict = compile(set);
-  EXPECT_THAT(errorsOf(conflict),
-              ElementsAre(::testing::HasSubstr("ReceiveConnector default/zz-implicit: spec.tls.implicit: binding 0.0.0.0:2587 is plain/STARTTLS")));
+  EXPECT_THAT(
+      errorsOf(conflict),
+      ElementsAre(::testing::HasSubstr("ReceiveConnector default/zz-implicit: spec.tls.implicit: "
+                                       "binding 0.0.0.0:2587 is plain/STARTTLS")));
 }
 
 TEST(Compiler, UsersSecretLinesAreParsed) {

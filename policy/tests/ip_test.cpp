@@ -108,7 +108,8 @@ TEST(RangeIndex, MatchesBruteForceOnRandomIpv4Ranges) {
       switch (rng() % 3) {
         case 0: {  // CIDR
           unsigned len = 16 + static_cast<unsigned>(rng() % 17);
-          auto parsed = parseIpRange(randomV4(rng, base, 1u << 16).toString() + "/" + std::to_string(len));
+          auto parsed =
+              parseIpRange(randomV4(rng, base, 1u << 16).toString() + "/" + std::to_string(len));
           r = *parsed.range;
           break;
         }
@@ -132,7 +133,8 @@ TEST(RangeIndex, MatchesBruteForceOnRandomIpv4Ranges) {
     }
     // Every range boundary and its neighbours.
     for (const auto& [r, id] : ranges) {
-      for (uint32_t v : {r.first.v4Value() - 1, r.first.v4Value(), r.last.v4Value(), r.last.v4Value() + 1}) {
+      for (uint32_t v :
+           {r.first.v4Value() - 1, r.first.v4Value(), r.last.v4Value(), r.last.v4Value() + 1}) {
         IpAddress a = IpAddress::v4(v);
         ASSERT_EQ(index.lookup(a), reference(ranges, a)) << a.toString();
       }

@@ -12,11 +12,11 @@
 namespace kuberelay::policy {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::IsEmpty;
 using testing::compileYaml;
 using testing::decodeYaml;
+using ::testing::ElementsAre;
 using testing::errorsOf;
+using ::testing::IsEmpty;
 using testing::sourcePath;
 
 // Every file in policy/tests/bad/ lists the errors it must produce in "# expect:" lines.
@@ -139,8 +139,7 @@ spec: {domainName: example.com}
 
 TEST(Manifest, EveryExampleFolderCompilesWithoutErrors) {
   int folders = 0;
-  for (const auto& entry :
-       std::filesystem::recursive_directory_iterator(sourcePath("examples"))) {
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(sourcePath("examples"))) {
     if (!entry.is_directory()) continue;
     CompileResult result = compile(loadManifestDirectory(entry.path()));
     EXPECT_THAT(errorsOf(result), IsEmpty()) << entry.path();

@@ -57,8 +57,8 @@ struct Trace {
 
 struct Advertisement {
   bool startTls = false;
-  bool auth = false;           // AUTH PLAIN LOGIN
-  uint64_t sizeLimit = 0;      // SIZE value
+  bool auth = false;       // AUTH PLAIN LOGIN
+  uint64_t sizeLimit = 0;  // SIZE value
 };
 
 class SessionPolicy {

@@ -106,8 +106,8 @@ public:
 private:
   template <typename Key>
   struct Table {
-    std::vector<Key> starts;        // sorted start of each elementary interval
-    std::vector<uint32_t> best;     // best id for that interval, kNone when uncovered
+    std::vector<Key> starts;     // sorted start of each elementary interval
+    std::vector<uint32_t> best;  // best id for that interval, kNone when uncovered
   };
   struct Pending {
     IpRange range;

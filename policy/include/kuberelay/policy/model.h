@@ -56,7 +56,7 @@ inline constexpr uint8_t kCustom = 32;
 struct Binding {
   std::optional<IpAddress> address;  // nullopt: any local address (0.0.0.0 or [::])
   uint16_t port = 0;
-  bool anyV6 = false;                // written as [::] (matters for the listener only)
+  bool anyV6 = false;  // written as [::] (matters for the listener only)
   std::string toString() const;
   friend auto operator<=>(const Binding&, const Binding&) = default;
   friend bool operator==(const Binding&, const Binding&) = default;
@@ -116,8 +116,8 @@ enum class PrincipalKind : uint8_t {
   AuthenticatedUsers,  // NT AUTHORITY\Authenticated Users
   User,
   Group,
-  ExternallySecured,   // MS Exchange\Externally Secured Servers
-  Partners,            // MS Exchange\Partner Servers
+  ExternallySecured,  // MS Exchange\Externally Secured Servers
+  Partners,           // MS Exchange\Partner Servers
 };
 
 struct SenderPermission {
@@ -139,8 +139,8 @@ struct AcceptedDomain {
 
 struct Secret {
   ObjectMeta meta;
-  std::string type;                          // "Opaque", "kubernetes.io/tls", ...
-  std::map<std::string, std::string> data;   // decoded bytes
+  std::string type;                         // "Opaque", "kubernetes.io/tls", ...
+  std::map<std::string, std::string> data;  // decoded bytes
 };
 
 // Everything read from one source of truth (a manifest directory or the API server's caches).

@@ -15,11 +15,11 @@ namespace kuberelay::policy {
 using Rights = uint32_t;
 
 namespace right {
-inline constexpr Rights kSubmit = 1u << 0;                       // ms-Exch-SMTP-Submit
-inline constexpr Rights kAcceptAnyRecipient = 1u << 1;           // ms-Exch-SMTP-Accept-Any-Recipient
-inline constexpr Rights kAcceptAnySender = 1u << 2;              // ms-Exch-SMTP-Accept-Any-Sender
+inline constexpr Rights kSubmit = 1u << 0;              // ms-Exch-SMTP-Submit
+inline constexpr Rights kAcceptAnyRecipient = 1u << 1;  // ms-Exch-SMTP-Accept-Any-Recipient
+inline constexpr Rights kAcceptAnySender = 1u << 2;     // ms-Exch-SMTP-Accept-Any-Sender
 inline constexpr Rights kAcceptAuthoritativeDomainSender = 1u << 3;
-inline constexpr Rights kAcceptRoutingHeaders = 1u << 4;         // ms-Exch-Accept-Headers-Routing
+inline constexpr Rights kAcceptRoutingHeaders = 1u << 4;  // ms-Exch-Accept-Headers-Routing
 inline constexpr Rights kAcceptOrganizationHeaders = 1u << 5;
 inline constexpr Rights kAcceptForestHeaders = 1u << 6;
 inline constexpr Rights kBypassAntiSpam = 1u << 7;
@@ -41,8 +41,7 @@ const char* shortRightName(Rights single);
 // ExchangeServers: the same list minus the forest/organization headers and internal rights.
 namespace group_rights {
 inline constexpr Rights kAnonymousUsers = right::kAcceptRoutingHeaders | right::kAcceptAnySender |
-                                          right::kAcceptAuthoritativeDomainSender |
-                                          right::kSubmit;
+                                          right::kAcceptAuthoritativeDomainSender | right::kSubmit;
 inline constexpr Rights kExchangeUsers = right::kAcceptRoutingHeaders | right::kBypassAntiSpam |
                                          right::kAcceptAnyRecipient | right::kSubmit;
 inline constexpr Rights kExchangeServers =

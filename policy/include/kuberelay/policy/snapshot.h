@@ -49,11 +49,11 @@ struct Grant {
 };
 
 struct UserEntry {
-  std::string name;                 // as written in the Secret
-  std::string hash;                 // crypt(3) hash
+  std::string name;  // as written in the Secret
+  std::string hash;  // crypt(3) hash
   std::vector<std::string> groups;
-  bool nameIsAddress = false;       // "user@domain": the user may send as this address
-  Grant grant;                      // AuthenticatedUsers + User + Group grants on this connector
+  bool nameIsAddress = false;  // "user@domain": the user may send as this address
+  Grant grant;                 // AuthenticatedUsers + User + Group grants on this connector
 };
 
 struct DomainMatch {
@@ -82,13 +82,14 @@ private:
 };
 
 struct CompiledConnector {
-  uint32_t index = 0;       // position in Snapshot::connectors(), sorted by namespace/name
-  std::string id;           // "namespace/name"
-  ReceiveConnector spec;    // decoded object (meta + spec), defaults applied
-  bool quarantined = false; // invalid: keeps its door, answers 421 4.3.5 (fail closed, temporarily)
+  uint32_t index = 0;     // position in Snapshot::connectors(), sorted by namespace/name
+  std::string id;         // "namespace/name"
+  ReceiveConnector spec;  // decoded object (meta + spec), defaults applied
+  bool quarantined =
+      false;  // invalid: keeps its door, answers 421 4.3.5 (fail closed, temporarily)
   std::string quarantineReason;
 
-  std::string bannerText;   // after "220 "
+  std::string bannerText;  // after "220 "
   Grant anonymous;
   Grant externallySecured;  // only held by in-range clients of ExternalAuthoritative connectors
   Grant partners;
@@ -146,8 +147,8 @@ public:
 private:
   friend class SnapshotBuilder;
   struct BindingGroup {
-    RangeIndex inRange;                  // ids are connector indexes
-    std::vector<uint32_t> anonymousOnly; // AnonymousOnly connectors, by index
+    RangeIndex inRange;                   // ids are connector indexes
+    std::vector<uint32_t> anonymousOnly;  // AnonymousOnly connectors, by index
   };
   struct PortIndex {
     std::vector<std::pair<IpAddress, BindingGroup>> specific;  // sorted by address
