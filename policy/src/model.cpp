@@ -77,34 +77,43 @@ const char* toString(IpRestrictionMode mode) {
   return mode == IpRestrictionMode::AllClients ? "AllClients" : "AnonymousOnly";
 }
 
-std::string authMechanismsToString(uint8_t m) {
+namespace {
+
+struct FlagName {
+  uint8_t bit;
+  const char* name;
+};
+
+// "Tls, BasicAuth" for the bits set, "None" for none.
+template <size_t N>
+std::string flagsToString(uint8_t bits, const FlagName (&names)[N]) {
   std::string out;
-  auto add = [&](uint8_t bit, const char* name) {
-    if ((m & bit) == 0) return;
+  for (const auto& f : names) {
+    if ((bits & f.bit) == 0) continue;
     if (!out.empty()) out += ", ";
-    out += name;
-  };
-  add(auth_mechanism::kTls, "Tls");
-  add(auth_mechanism::kBasicAuth, "BasicAuth");
-  add(auth_mechanism::kBasicAuthRequireTls, "BasicAuthRequireTLS");
-  add(auth_mechanism::kExternalAuthoritative, "ExternalAuthoritative");
+    out += f.name;
+  }
   return out.empty() ? "None" : out;
 }
 
-std::string permissionGroupsToString(uint8_t g) {
-  std::string out;
-  auto add = [&](uint8_t bit, const char* name) {
-    if ((g & bit) == 0) return;
-    if (!out.empty()) out += ", ";
-    out += name;
-  };
-  add(permission_group::kAnonymousUsers, "AnonymousUsers");
-  add(permission_group::kExchangeUsers, "ExchangeUsers");
-  add(permission_group::kExchangeServers, "ExchangeServers");
-  add(permission_group::kExchangeLegacyServers, "ExchangeLegacyServers");
-  add(permission_group::kPartners, "Partners");
-  add(permission_group::kCustom, "Custom");
-  return out.empty() ? "None" : out;
-}
+constexpr FlagName kMechanismNames[] = {
+    {auth_mechanism::kTls, "Tls"},
+    {auth_mechanism::kBasicAuth, "BasicAuth"},
+    {auth_mechanism::kBasicAuthRequireTls, "BasicAuthRequireTLS"},
+    {auth_mechanism::kExternalAuthoritative, "ExternalAuthoritative"}};
+
+constexpr FlagName kGroupNames[] = {
+    {permission_group::kAnonymousUsers, "AnonymousUsers"},
+    {permission_group::kExchangeUsers, "ExchangeUsers"},
+    {permission_group::kExchangeServers, "ExchangeServers"},
+    {permission_group::kExchangeLegacyServers, "ExchangeLegacyServers"},
+    {permission_group::kPartners, "Partners"},
+    {permission_group::kCustom, "Custom"}};
+
+}  // namespace
+
+std::string authMechanismsToString(uint8_t m) { return flagsToString(m, kMechanismNames); }
+
+std::string permissionGroupsToString(uint8_t g) { return flagsToString(g, kGroupNames); }
 
 }  // namespace kuberelay::policy
