@@ -782,6 +782,11 @@ void decodeManifests(std::string_view text, std::string_view source, ResourceSet
   }
 }
 
+bool hasUnreadableManifests(const ResourceSet& set) {
+  return std::any_of(set.diagnostics.begin(), set.diagnostics.end(),
+                     [](const Diagnostic& d) { return d.reason == "InvalidManifest"; });
+}
+
 ResourceSet loadManifestDirectory(const std::filesystem::path& dir,
                                   const ManifestOptions& options) {
   ResourceSet out;

@@ -125,6 +125,17 @@ TEST(Manifest, ReadsJsonListsAndBase64Secrets) {
   EXPECT_EQ(set.domains[0].type, DomainType::InternalRelay);
 }
 
+TEST(Manifest, UnreadableDocumentsAreFlaggedForTheReloader) {
+  EXPECT_TRUE(hasUnreadableManifests(decodeYaml("kind: [unclosed")));
+  EXPECT_TRUE(hasUnreadableManifests(decodeYaml("- just\n- a list\n")));
+  EXPECT_FALSE(hasUnreadableManifests(decodeYaml(R"(
+apiVersion: smtp.kuberelay.io/v1alpha1
+kind: AcceptedDomain
+metadata: {name: d}
+spec: {domainName: "not a domain"}
+)"))) << "an invalid object is the compiler's to quarantine, not a reason to refuse the reload";
+}
+
 TEST(Manifest, WrongApiVersionIsAnError) {
   auto result = compileYaml(R"(
 apiVersion: smtp.kuberelay.io/v1

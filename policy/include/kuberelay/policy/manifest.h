@@ -24,6 +24,12 @@ struct ManifestOptions {
 void decodeManifests(std::string_view text, std::string_view source, ResourceSet& out,
                      const ManifestOptions& options = {});
 
+// True when a whole file or document could not be read (YAML syntax, not an object, unreadable
+// directory): its objects are missing from the set, so a reloader must keep the last good
+// policy instead of applying this one. Errors inside an object are not counted here: the
+// compiler quarantines that object and the rest applies.
+bool hasUnreadableManifests(const ResourceSet& set);
+
 // Reads every *.yaml, *.yml and *.json file directly in `dir` (not recursive), in name order.
 ResourceSet loadManifestDirectory(const std::filesystem::path& dir,
                                   const ManifestOptions& options = {});
