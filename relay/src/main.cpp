@@ -1,0 +1,61 @@
+// NAME
+//   kuberelay-relay - the KubeRelay SMTP relay
+// SYNOPSIS
+//   kuberelay-relay --manifests DIR [--admin 127.0.0.1:9090] [--hostname NAME]
+//                   [--relay-pool default] [--drain-timeout 30s]
+// DESCRIPTION
+//   Local mode: enforces the ReceiveConnectors, SenderPermissions and AcceptedDomains (and the
+//   Secrets they reference) found in DIR, reloading when a file changes. A broken edit keeps
+//   the last good policy in force. SIGTERM drains (stop accepting, let sessions finish);
+//   a second SIGTERM or SIGINT stops at once.
+#include <CLI/CLI.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "server/log.h"
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  using namespace kuberelay::relay;
+  CLI::App app{"KubeRelay SMTP relay"};
+  RelayOptions options;
+  std::string manifests;
+  int drainSeconds = 30;
+  int nextHopTimeout = 60;
+  app.add_option("--manifests", manifests, "local mode: directory of policy manifests")->required();
+  app.add_option("--admin", options.adminAddress, "address:port of /metrics, /healthz, /readyz");
+  app.add_option("--hostname", options.hostName, "name in the banner, EHLO and Received headers");
+  app.add_option("--relay-pool", options.relayPool, "serve only this pool's connectors");
+  app.add_option("--drain-timeout", drainSeconds, "seconds to let sessions finish on SIGTERM");
+  app.add_option("--next-hop-timeout", nextHopTimeout, "seconds per next-hop command");
+  CLI11_PARSE(app, argc, argv);
+  options.manifests = manifests;
+  options.drainTimeout = std::chrono::seconds(drainSeconds);
+  options.nextHopTimeout = std::chrono::seconds(nextHopTimeout);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io(1);
+  Relay relay(io, options);
+  try {
+    relay.start();
+  } catch (const std::exception& e) {
+    log("error", "cannot start", {{"error", e.what()}});
+    return 1;
+  }
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  std::function<void(const asio::error_code&, int)> onSignal = [&](const asio::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGINT) {
+      io.stop();
+      return;
+    }
+    relay.drain();
+    signals.async_wait(onSignal);
+  };
+  signals.async_wait(onSignal);
+  io.run();
+  log("info", "stopped");
+  return 0;
+}

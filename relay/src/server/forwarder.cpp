@@ -1,0 +1,546 @@
+#include "forwarder.h"
+
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <unistd.h>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/connect.hpp>
+#include <asio/read_until.hpp>
+#include <asio/ssl/host_name_verification.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <random>
+
+#include "log.h"
+#include "metrics.h"
+
+namespace kuberelay::relay {
+namespace {
+
+using asio::awaitable;
+using asio::ip::tcp;
+constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+NextHopReply reply(uint16_t code, std::string enhanced, std::string text) {
+  return NextHopReply{code, std::move(enhanced), std::move(text)};
+}
+
+std::string newMessageId() {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t seed = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%016llx%08llx", static_cast<unsigned long long>(seed),
+                static_cast<unsigned long long>(++counter));
+  return buf;
+}
+
+// --------------------------------------------------------------------------------------------
+// Drop directory
+
+class DropDirectoryForwarder final : public Forwarder {
+public:
+  DropDirectoryForwarder(std::string dir, const ForwarderContext& ctx) : dir_(std::move(dir)), ctx_(ctx) {}
+  ~DropDirectoryForwarder() override { abandon(); }
+
+  awaitable<NextHopReply> begin(std::string sender, smtp::MailParameters) override {
+    abandon();
+    sender_ = std::move(sender);
+    recipients_.clear();
+    co_return reply(250, "2.1.0", "Sender OK");
+  }
+
+  awaitable<NextHopReply> addRecipient(std::string recipient) override {
+    recipients_.push_back(std::move(recipient));
+    co_return reply(250, "2.1.5", "Recipient OK");
+  }
+
+  awaitable<NextHopReply> beginData(std::string trace) override {
+    id_ = newMessageId();
+    tmpPath_ = dir_ + "/.tmp-" + id_;
+    fd_ = ::open(tmpPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd_ < 0) {
+      log("error", "drop directory not writable", {{"path", tmpPath_}, {"error", strerror(errno)}});
+      co_return reply(451, "4.3.0", "Temporary local problem, please try again later");
+    }
+    // The envelope, as Exchange's pickup/replay directories keep it.
+    buffer_ = "X-Sender: " + sender_ + "\r\n";
+    for (const auto& r : recipients_) buffer_ += "X-Receiver: " + r + "\r\n";
+    buffer_ += trace;
+    co_return reply(354, "", "Start mail input; end with <CRLF>.<CRLF>");
+  }
+
+  awaitable<void> chunk(std::string_view bytes) override {
+    buffer_.append(bytes);
+    if (buffer_.size() >= 256 * 1024) flush();
+    co_return;
+  }
+
+  awaitable<NextHopReply> endOfData(uint64_t) override {
+    flush();
+    if (failed_ || fd_ < 0) {
+      abandon();
+      co_return reply(451, "4.3.0", "Could not write the message; try again later");
+    }
+    // fsync + rename + directory fsync off the I/O thread: the 250 means "on disk".
+    int fd = fd_;
+    fd_ = -1;
+    std::string tmp = tmpPath_, final = dir_ + "/" + id_ + ".eml", dir = dir_;
+    bool ok = co_await asio::co_spawn(*ctx_.blocking, commit(fd, tmp, final, dir), asio::use_awaitable);
+    tmpPath_.clear();
+    if (!ok) co_return reply(451, "4.3.0", "Could not write the message; try again later");
+    co_return reply(250, "2.6.0", "<" + id_ + "> Queued mail for delivery");
+  }
+
+  awaitable<void> reset() override {
+    abandon();
+    co_return;
+  }
+
+private:
+  static awaitable<bool> commit(int fd, std::string tmp, std::string final, std::string dir) {
+    bool ok = ::fsync(fd) == 0;
+    ok = (::close(fd) == 0) && ok;
+    if (ok) ok = ::rename(tmp.c_str(), final.c_str()) == 0;
+    if (ok) {
+      int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      ok = dfd >= 0 && ::fsync(dfd) == 0;
+      if (dfd >= 0) ::close(dfd);
+    }
+    if (!ok) {
+      log("error", "drop directory write failed", {{"path", final}, {"error", strerror(errno)}});
+      ::unlink(tmp.c_str());
+    }
+    co_return ok;
+  }
+
+  void flush() {
+    const char* p = buffer_.data();
+    size_t left = buffer_.size();
+    while (left > 0 && fd_ >= 0) {
+      ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failed_ = true;
+        break;
+      }
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    buffer_.clear();
+  }
+
+  void abandon() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!tmpPath_.empty()) ::unlink(tmpPath_.c_str());
+    tmpPath_.clear();
+    buffer_.clear();
+    failed_ = false;
+  }
+
+  std::string dir_;
+  ForwarderContext ctx_;
+  std::string sender_;
+  std::vector<std::string> recipients_;
+  std::string id_;
+  std::string tmpPath_;
+  std::string buffer_;
+  int fd_ = -1;
+  bool failed_ = false;
+};
+
+// --------------------------------------------------------------------------------------------
+// Smarthost: an SMTP client session held for the life of the client's session.
+
+struct NextHopConnection {
+  explicit NextHopConnection(asio::any_io_executor io) : socket(io), watchdog(io) {}
+  tcp::socket socket;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  asio::steady_timer watchdog;
+  std::string input;
+  bool pipelining = false, size = false, eightBit = false, smtputf8 = false, starttls = false;
+  bool authPlain = false;
+};
+
+class SmarthostForwarder final : public Forwarder {
+public:
+  SmarthostForwarder(const policy::CompiledConnector& c, const ForwarderContext& ctx)
+      : hosts_(c.spec.forwarding.smarthosts),
+        tlsMode_(c.spec.forwarding.tls),
+        username_(c.forwardUsername),
+        password_(c.forwardPassword),
+        ctx_(ctx) {}
+  ~SmarthostForwarder() override { drop(); }
+
+  awaitable<NextHopReply> begin(std::string sender, smtp::MailParameters params) override {
+    started_ = std::chrono::steady_clock::now();
+    if (!conn_) {
+      NextHopReply r = co_await connectAny();
+      if (r.code >= 400) co_return r;
+    } else if (inTransaction_) {
+      co_await command("RSET\r\n");
+    }
+    std::string cmd = "MAIL FROM:<" + sender + ">";
+    if (params.size && conn_->size) cmd += " SIZE=" + std::to_string(*params.size);
+    if (params.body == smtp::BodyType::EightBitMime && conn_->eightBit) cmd += " BODY=8BITMIME";
+    if (params.smtpUtf8) {
+      if (!conn_->smtputf8) co_return reply(451, "4.5.3", "Next hop does not support SMTPUTF8");
+      cmd += " SMTPUTF8";
+    }
+    inTransaction_ = true;
+    co_return co_await command(cmd + "\r\n");
+  }
+
+  awaitable<NextHopReply> addRecipient(std::string recipient) override {
+    co_return co_await command("RCPT TO:<" + recipient + ">\r\n");
+  }
+
+  awaitable<NextHopReply> beginData(std::string trace) override {
+    NextHopReply r = co_await command("DATA\r\n");
+    if (r.code == 354) {
+      out_ = std::move(trace);
+      atLineStart_ = true;
+      inData_ = true;
+    }
+    co_return r;
+  }
+
+  awaitable<void> chunk(std::string_view bytes) override {
+    // Dot-stuffing (RFC 5321 4.5.2) while copying into the send buffer, a line at a time.
+    while (!bytes.empty()) {
+      if (atLineStart_ && bytes.front() == '.') out_ += '.';
+      size_t nl = bytes.find('\n');
+      size_t take = nl == std::string_view::npos ? bytes.size() : nl + 1;
+      out_.append(bytes.data(), take);
+      atLineStart_ = nl != std::string_view::npos;
+      bytes.remove_prefix(take);
+    }
+    if (out_.size() >= 64 * 1024 && conn_) {
+      bool ok = co_await write(out_);
+      out_.clear();
+      if (!ok) writeFailed_ = true;
+    }
+  }
+
+  awaitable<NextHopReply> endOfData(uint64_t size) override {
+    if (!atLineStart_) out_ += "\r\n";
+    out_ += ".\r\n";
+    NextHopReply r;
+    if (writeFailed_ || !conn_) {
+      r = reply(451, "4.4.2", "Connection to the next hop was lost during DATA");
+    } else {
+      bool ok = co_await write(out_);
+      r = ok ? co_await readReply() : reply(451, "4.4.2", "Connection to the next hop was lost during DATA");
+    }
+    out_.clear();
+    writeFailed_ = false;
+    inTransaction_ = false;
+    inData_ = false;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (ctx_.metrics) ctx_.metrics->forward(current_, seconds, r.code < 400 ? "" : r.code < 500 ? "transient" : "permanent");
+    if (r.code >= 400 && r.code < 500 && !conn_) r = reply(451, "4.4.2", r.text);
+    (void)size;
+    co_return r;
+  }
+
+  awaitable<void> reset() override {
+    out_.clear();
+    if (conn_ && inData_) {
+      drop();  // inside DATA the only safe reset is to drop the connection: nothing is delivered
+    } else if (conn_ && inTransaction_) {
+      co_await command("RSET\r\n");
+    }
+    inTransaction_ = false;
+    inData_ = false;
+  }
+
+private:
+  awaitable<NextHopReply> connectAny() {
+    NextHopReply last = reply(451, "4.4.1", "No next hop is reachable; try again later");
+    for (const auto& target : hosts_) {
+      size_t colon = target.rfind(':');
+      std::string host = target.substr(0, colon), port = target.substr(colon + 1);
+      if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+      conn_ = std::make_shared<NextHopConnection>(ctx_.io);
+      current_ = target;
+      tcp::resolver resolver(ctx_.io);
+      arm();
+      auto [rerr, endpoints] = co_await resolver.async_resolve(host, port, kNoThrow);
+      if (rerr) {
+        fail(target, "resolve", rerr.message());
+        continue;
+      }
+      auto [cerr, ep] = co_await asio::async_connect(conn_->socket, endpoints, kNoThrow);
+      disarm();
+      if (cerr) {
+        fail(target, "connect", cerr.message());
+        continue;
+      }
+      conn_->socket.set_option(tcp::no_delay(true));
+      NextHopReply greeting = co_await readReply();
+      if (greeting.code != 220) {
+        last = temporary(greeting);
+        fail(target, "greeting", greeting.text);
+        continue;
+      }
+      NextHopReply hello = co_await ehlo();
+      if (hello.code != 250) {
+        last = temporary(hello);
+        fail(target, "ehlo", hello.text);
+        continue;
+      }
+      if (tlsMode_ != policy::ForwardTls::None && (conn_->starttls || tlsMode_ == policy::ForwardTls::Required)) {
+        if (!conn_->starttls) {
+          last = reply(451, "4.7.5", "Next hop does not offer STARTTLS and TLS is required");
+          fail(target, "tls", "STARTTLS not offered");
+          continue;
+        }
+        if (!co_await startTls(host)) {
+          last = reply(451, "4.7.5", "TLS to the next hop failed");
+          fail(target, "tls", "handshake failed");
+          continue;
+        }
+        hello = co_await ehlo();
+        if (hello.code != 250) {
+          last = temporary(hello);
+          fail(target, "ehlo", hello.text);
+          continue;
+        }
+      }
+      if (!username_.empty()) {
+        if (!conn_->tls || !conn_->authPlain) {
+          last = reply(451, "4.7.0", "Cannot authenticate to the next hop");
+          fail(target, "auth", conn_->tls ? "AUTH PLAIN not offered" : "refusing to send credentials without TLS");
+          continue;
+        }
+        std::string token = std::string(1, '\0') + username_ + std::string(1, '\0') + password_;
+        NextHopReply a = co_await command("AUTH PLAIN " + base64(token) + "\r\n");
+        if (a.code != 235) {
+          last = reply(451, "4.7.0", "Next hop refused our credentials");
+          fail(target, "auth", a.text);
+          continue;
+        }
+      }
+      co_return reply(250, "2.0.0", "connected");
+    }
+    conn_.reset();
+    co_return last;
+  }
+
+  static NextHopReply temporary(const NextHopReply& r) {
+    if (r.code >= 400 && r.code < 500) return r;
+    return reply(451, "4.4.0", "Next hop failed: " + std::to_string(r.code) + " " + r.text);
+  }
+
+  void fail(const std::string& target, const char* kind, const std::string& detail) {
+    log("warn", "next hop failed", {{"smarthost", target}, {"stage", kind}, {"error", detail}});
+    if (ctx_.metrics) ctx_.metrics->forward(target, 0, kind);
+    drop();
+  }
+
+  awaitable<NextHopReply> ehlo() {
+    NextHopReply r = co_await command("EHLO " + ctx_.hostName + "\r\n");
+    if (r.code != 250) co_return r;
+    // The whole multi-line text is in r.text, one capability per line.
+    auto& c = *conn_;
+    size_t pos = 0;
+    while (pos < r.text.size()) {
+      size_t nl = r.text.find('\n', pos);
+      std::string line = r.text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? r.text.size() : nl + 1;
+      for (char& ch : line) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      if (line == "PIPELINING") c.pipelining = true;
+      if (line.rfind("SIZE", 0) == 0) c.size = true;
+      if (line == "8BITMIME") c.eightBit = true;
+      if (line == "SMTPUTF8") c.smtputf8 = true;
+      if (line == "STARTTLS") c.starttls = true;
+      if (line.rfind("AUTH", 0) == 0 && line.find("PLAIN") != std::string::npos) c.authPlain = true;
+    }
+    co_return r;
+  }
+
+  awaitable<bool> startTls(const std::string& host) {
+    NextHopReply r = co_await command("STARTTLS\r\n");
+    if (r.code != 220) co_return false;
+    if (!clientTls_) {
+      clientTls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+      clientTls_->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                              asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+      if (tlsMode_ == policy::ForwardTls::Required) {
+        clientTls_->set_default_verify_paths();
+        clientTls_->set_verify_mode(asio::ssl::verify_peer);
+      } else {
+        clientTls_->set_verify_mode(asio::ssl::verify_none);  // opportunistic: encrypt, no trust
+      }
+    }
+    conn_->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(conn_->socket, *clientTls_);
+    SSL_set_tlsext_host_name(conn_->tls->native_handle(), host.c_str());
+    if (tlsMode_ == policy::ForwardTls::Required) {
+      conn_->tls->set_verify_callback(asio::ssl::host_name_verification(host));
+    }
+    conn_->input.clear();
+    arm();
+    auto [err] = co_await conn_->tls->async_handshake(asio::ssl::stream_base::client, kNoThrow);
+    disarm();
+    if (err) conn_->tls.reset();
+    co_return !err;
+  }
+
+  awaitable<NextHopReply> command(std::string line) {
+    if (!conn_) co_return reply(451, "4.4.2", "Connection to the next hop was lost");
+    if (!co_await write(line)) co_return reply(451, "4.4.2", "Connection to the next hop was lost");
+    co_return co_await readReply();
+  }
+
+  awaitable<bool> write(std::string_view data) {
+    if (!conn_) co_return false;
+    auto c = conn_;
+    arm();
+    asio::error_code err;
+    if (c->tls) {
+      std::tie(err, std::ignore) = co_await asio::async_write(*c->tls, asio::buffer(data), kNoThrow);
+    } else {
+      std::tie(err, std::ignore) = co_await asio::async_write(c->socket, asio::buffer(data), kNoThrow);
+    }
+    disarm();
+    if (err) {
+      fail(current_, "write", err.message());
+      co_return false;
+    }
+    co_return true;
+  }
+
+  // Reads one (possibly multi-line) reply; text lines joined with '\n' (without the codes).
+  awaitable<NextHopReply> readReply() {
+    NextHopReply r;
+    auto c = conn_;
+    for (int lines = 0; c && lines < 100; ++lines) {
+      arm();
+      asio::error_code err;
+      size_t n = 0;
+      if (c->tls) {
+        std::tie(err, n) = co_await asio::async_read_until(*c->tls, asio::dynamic_buffer(c->input, 65536), "\n", kNoThrow);
+      } else {
+        std::tie(err, n) = co_await asio::async_read_until(c->socket, asio::dynamic_buffer(c->input, 65536), "\n", kNoThrow);
+      }
+      disarm();
+      if (err) {
+        fail(current_, "read", err.message());
+        co_return reply(451, "4.4.2", "Connection to the next hop was lost");
+      }
+      std::string line = c->input.substr(0, n);
+      c->input.erase(0, n);
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      uint16_t code = 0;
+      if (line.size() < 3 || std::from_chars(line.data(), line.data() + 3, code).ec != std::errc()) {
+        fail(current_, "protocol", "malformed reply");
+        co_return reply(451, "4.4.2", "The next hop sent a malformed reply");
+      }
+      r.code = code;
+      bool more = line.size() > 3 && line[3] == '-';
+      std::string text = line.size() > 4 ? line.substr(4) : "";
+      if (!r.text.empty()) r.text += '\n';
+      r.text += text;
+      if (!more) break;
+    }
+    // Split off an enhanced status code from the last line's text ("2.1.0 Ok").
+    size_t lastLine = r.text.rfind('\n');
+    lastLine = lastLine == std::string::npos ? 0 : lastLine + 1;
+    std::string_view t(r.text);
+    t = t.substr(lastLine);
+    size_t sp = t.find(' ');
+    std::string_view first = t.substr(0, sp);
+    if (first.size() >= 5 && (first[0] == '2' || first[0] == '4' || first[0] == '5') && first[1] == '.') {
+      r.enhanced = std::string(first);
+      std::string rest = sp == std::string_view::npos ? "" : std::string(t.substr(sp + 1));
+      r.text = r.text.substr(0, lastLine) + rest;
+    }
+    // The client sees the next hop's last line only (multi-line text is the EHLO case).
+    co_return r;
+  }
+
+  void arm() {
+    if (!conn_) return;
+    std::weak_ptr<NextHopConnection> weak = conn_;
+    conn_->watchdog.expires_after(ctx_.timeout);
+    conn_->watchdog.async_wait([weak](const asio::error_code& ec) {
+      if (ec) return;
+      if (auto c = weak.lock()) {
+        asio::error_code ignored;
+        c->socket.close(ignored);  // cancels the pending operation: the caller sees an error
+      }
+    });
+  }
+  void disarm() {
+    if (conn_) conn_->watchdog.cancel();
+  }
+
+  void drop() {
+    if (!conn_) return;
+    asio::error_code ignored;
+    conn_->watchdog.cancel();
+    conn_->socket.close(ignored);
+    conn_.reset();
+    inTransaction_ = false;
+    inData_ = false;
+  }
+
+  static std::string base64(std::string_view in) {
+    static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+      uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+      out += a[v >> 18];
+      out += a[(v >> 12) & 63];
+      out += a[(v >> 6) & 63];
+      out += a[v & 63];
+    }
+    if (i + 1 == in.size()) {
+      uint32_t v = uint8_t(in[i]) << 16;
+      out += a[v >> 18];
+      out += a[(v >> 12) & 63];
+      out += "==";
+    } else if (i + 2 == in.size()) {
+      uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+      out += a[v >> 18];
+      out += a[(v >> 12) & 63];
+      out += a[(v >> 6) & 63];
+      out += '=';
+    }
+    return out;
+  }
+
+  std::vector<std::string> hosts_;
+  policy::ForwardTls tlsMode_;
+  std::string username_;
+  std::string password_;
+  ForwarderContext ctx_;
+  std::shared_ptr<NextHopConnection> conn_;
+  std::shared_ptr<asio::ssl::context> clientTls_;
+  std::string current_;
+  std::string out_;
+  bool atLineStart_ = true;
+  bool inTransaction_ = false;
+  bool inData_ = false;
+  bool writeFailed_ = false;
+  std::chrono::steady_clock::time_point started_;
+};
+
+}  // namespace
+
+std::unique_ptr<Forwarder> makeForwarder(const policy::CompiledConnector& connector,
+                                         const ForwarderContext& context) {
+  if (!connector.spec.forwarding.dropDirectory.empty()) {
+    return std::make_unique<DropDirectoryForwarder>(connector.spec.forwarding.dropDirectory, context);
+  }
+  return std::make_unique<SmarthostForwarder>(connector, context);
+}
+
+}  // namespace kuberelay::relay

@@ -1,0 +1,18 @@
+// NAME
+//   log.h - one logfmt line per event on stderr
+// DESCRIPTION
+//   Each call writes one complete line with a single write(2), so lines from different threads
+//   never interleave. Values are quoted when they contain spaces, quotes or '='. Never pass a
+//   password or message content.
+#pragma once
+
+#include <initializer_list>
+#include <string_view>
+#include <utility>
+
+namespace kuberelay::relay {
+
+using Field = std::pair<std::string_view, std::string_view>;
+void log(std::string_view level, std::string_view msg, std::initializer_list<Field> fields = {});
+
+}  // namespace kuberelay::relay

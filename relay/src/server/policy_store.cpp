@@ -1,0 +1,73 @@
+#include "policy_store.h"
+
+#include <openssl/ssl.h>
+
+#include <algorithm>
+
+#include "kuberelay/policy/manifest.h"
+
+namespace kuberelay::relay {
+
+PrepareResult prepare(policy::SnapshotPtr snapshot) {
+  auto loaded = std::make_shared<LoadedPolicy>();
+  loaded->tls.resize(snapshot->connectors().size());
+  for (const auto& c : snapshot->connectors()) {
+    if (c.tlsCertificatePem.empty() || c.quarantined) continue;
+    try {
+      auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+      // TLS 1.2 and 1.3 only; no renegotiation, no compression.
+      ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1 | asio::ssl::context::no_compression |
+                       asio::ssl::context::single_dh_use);
+      SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
+      ctx->use_certificate_chain(asio::buffer(c.tlsCertificatePem));
+      ctx->use_private_key(asio::buffer(c.tlsPrivateKeyPem), asio::ssl::context::pem);
+      if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+        return {nullptr, "ReceiveConnector " + c.id + ": tls.key does not match tls.crt"};
+      }
+      loaded->tls[c.index] = std::move(ctx);
+    } catch (const std::exception& e) {
+      return {nullptr, "ReceiveConnector " + c.id + ": TLS Secret " + c.spec.tlsSecretName +
+                           " is unusable: " + e.what()};
+    }
+  }
+  loaded->snapshot = std::move(snapshot);
+  return {std::move(loaded), ""};
+}
+
+std::string ManifestDirectory::fingerprint() const {
+  std::vector<std::string> entries;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+    std::error_code ec2;
+    auto size = e.file_size(ec2);
+    auto time = e.last_write_time(ec2).time_since_epoch().count();
+    entries.push_back(e.path().filename().string() + ":" + std::to_string(size) + ":" +
+                      std::to_string(time));
+  }
+  if (ec) return "unreadable:" + ec.message();
+  std::sort(entries.begin(), entries.end());
+  std::string out;
+  for (const auto& s : entries) out += s + "\n";
+  return out;
+}
+
+std::optional<ManifestDirectory::Load> ManifestDirectory::reloadIfChanged() {
+  std::string fp = fingerprint();
+  if (fp == lastFingerprint_) return std::nullopt;
+  lastFingerprint_ = fp;
+  Load load;
+  policy::ResourceSet set = policy::loadManifestDirectory(dir_);
+  if (policy::hasUnreadableManifests(set)) {
+    for (const auto& d : set.diagnostics) {
+      if (d.reason == "InvalidManifest") {
+        load.error += (load.error.empty() ? "" : "; ") + d.toString();
+      }
+    }
+  }
+  load.result = policy::compile(set, {pool_, true});
+  return load;
+}
+
+}  // namespace kuberelay::relay

@@ -1,0 +1,74 @@
+// NAME
+//   policy_store.h - the policy a relay enforces, with what it needs ready to serve (TLS)
+// DESCRIPTION
+//   prepare() turns a compiled Snapshot into a LoadedPolicy: every connector's TLS context is
+//   built up front, so a snapshot whose key or certificate OpenSSL refuses is rejected as a
+//   whole (the last good policy stays in force) instead of failing in the middle of a client's
+//   STARTTLS. Connections keep the LoadedPolicy they started with; new ones get the newest.
+#pragma once
+
+#include <asio/ssl/context.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kuberelay/policy/compiler.h"
+#include "kuberelay/policy/snapshot.h"
+
+namespace kuberelay::relay {
+
+struct LoadedPolicy {
+  policy::SnapshotPtr snapshot;
+  std::vector<std::shared_ptr<asio::ssl::context>> tls;  // by connector index; null: no TLS
+};
+using LoadedPolicyPtr = std::shared_ptr<const LoadedPolicy>;
+
+struct PrepareResult {
+  LoadedPolicyPtr policy;  // null when rejected
+  std::string error;
+};
+PrepareResult prepare(policy::SnapshotPtr snapshot);
+
+class PolicyStore {
+public:
+  LoadedPolicyPtr current() const {
+    std::lock_guard lock(mutex_);
+    return current_;
+  }
+  void set(LoadedPolicyPtr policy) {
+    std::lock_guard lock(mutex_);
+    current_ = std::move(policy);
+  }
+
+private:
+  mutable std::mutex mutex_;
+  LoadedPolicyPtr current_;
+};
+
+// Local mode: the manifests of one directory, reloaded when a file changes.
+class ManifestDirectory {
+public:
+  ManifestDirectory(std::filesystem::path dir, std::string relayPool)
+      : dir_(std::move(dir)), pool_(std::move(relayPool)) {}
+  // Compiles the directory when it changed since the last call (always on the first call).
+  // Returns the compile result, or nothing when unchanged. `error` is set when the directory
+  // could not be read as a whole (a file with a YAML syntax error, ...): keep the last policy.
+  struct Load {
+    policy::CompileResult result;
+    std::string error;
+  };
+  std::optional<Load> reloadIfChanged();
+  const std::filesystem::path& path() const { return dir_; }
+
+private:
+  std::string fingerprint() const;
+  std::filesystem::path dir_;
+  std::string pool_;
+  std::string lastFingerprint_;
+};
+
+}  // namespace kuberelay::relay

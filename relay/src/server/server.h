@@ -1,0 +1,84 @@
+// NAME
+//   server.h - the relay process: listeners, sessions, policy reloads, admin endpoints
+// DESCRIPTION
+//   One io_context thread runs every connection as a coroutine: it feeds the pure SMTP session
+//   (kuberelay/smtp/session.h) and carries out what it asks: write replies, tarpit, STARTTLS,
+//   verify a password (on a small thread pool: crypt is slow), forward to the next hop, close.
+//   Listeners follow the policy: a reload that adds or removes a binding opens or closes its
+//   socket. A policy that cannot be prepared (a TLS key OpenSSL refuses, a file that does not
+//   parse) is rejected and the last good one stays in force; with none yet, clients get
+//   421 4.3.2 and /readyz says 503.
+#pragma once
+
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "metrics.h"
+#include "policy_store.h"
+
+namespace kuberelay::relay {
+
+struct RelayOptions {
+  std::filesystem::path manifests;  // local mode: the directory of YAML/JSON manifests
+  std::string relayPool = "default";
+  std::string hostName;             // EHLO / banner name; default: the machine's host name
+  std::string adminAddress = "127.0.0.1:9090";
+  std::chrono::milliseconds reloadInterval{1000};
+  std::chrono::milliseconds drainTimeout{30000};
+  std::chrono::milliseconds nextHopTimeout{60000};
+};
+
+class Relay {
+public:
+  Relay(asio::io_context& io, RelayOptions options);
+  ~Relay();
+  // Loads the policy, opens listeners and the admin port. Throws on an unusable admin address.
+  void start();
+  // Stops accepting, lets sessions finish up to drainTimeout, then stops the io_context.
+  void drain();
+
+  // For the admin server and tests.
+  bool ready() const { return store_.current() != nullptr && !draining_; }
+  Metrics& metrics() { return metrics_; }
+  PolicyStore& store() { return store_; }
+  uint16_t adminPort() const { return adminPort_; }
+
+  struct ListenerState;
+  struct Counters;
+  class Connection;
+
+private:
+  void reload();
+  void applyPolicy(LoadedPolicyPtr policy);
+  void syncListeners(const policy::Snapshot& snapshot);
+  asio::awaitable<void> acceptLoop(std::shared_ptr<ListenerState> listener);
+  asio::awaitable<void> reloadLoop();
+  asio::awaitable<void> adminLoop();
+  asio::awaitable<void> drainLoop();
+
+  asio::io_context& io_;
+  RelayOptions options_;
+  Metrics metrics_;
+  PolicyStore store_;
+  std::optional<ManifestDirectory> manifests_;
+  asio::thread_pool blocking_{2};
+  std::map<std::string, std::shared_ptr<ListenerState>> listeners_;  // by binding text
+  std::unique_ptr<Counters> counters_;
+  std::unique_ptr<asio::ip::tcp::acceptor> admin_;
+  uint16_t adminPort_ = 0;
+  std::atomic<bool> draining_{false};
+  asio::steady_timer reloadTimer_;
+};
+
+}  // namespace kuberelay::relay
