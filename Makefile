@@ -6,7 +6,7 @@ WERROR     ?= $(if $(CI),ON,OFF)
 JOBS       ?= 2
 CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKUBERELAY_WERROR=$(WERROR)
 
-.PHONY: all deps build asan-build test run bench check-examples format clean
+.PHONY: all deps build asan-build test run print-policy bench check-examples format clean
 
 all: build
 
@@ -25,10 +25,18 @@ asan-build: deps
 test: build asan-build
 	@scripts/run-tests.sh $(BUILD) $(ASAN_BUILD)
 
-# Until the relay binary lands, `run` compiles the quickstart policy and shows what the relay
-# would enforce: listeners, connectors, rights and the analyzer's findings.
+# The relay in local mode on the quickstart policy: SMTP on port 2525 (anonymous relay for
+# loopback clients only), mail written to /tmp/kuberelay-quickstart/drop, admin on 9090.
+# Edit examples/quickstart/*.yaml while it runs: it reloads. Ctrl-C stops it.
+ADMIN ?= 127.0.0.1:9090
 run: build
 	@$(BUILD)/tools/kuberelay-policy check examples/quickstart
+	@echo "kuberelay: try  swaks --server 127.0.0.1:2525 --from me@example.com --to you@example.net"
+	@echo "kuberelay: metrics at http://$(ADMIN)/metrics, mail in /tmp/kuberelay-quickstart/drop"
+	@exec $(BUILD)/relay/kuberelay-relay --manifests examples/quickstart --admin $(ADMIN)
+
+# The compiled quickstart policy as the relay sees it (no relay started).
+print-policy: build
 	@$(BUILD)/tools/kuberelay-policy print examples/quickstart
 
 bench: build

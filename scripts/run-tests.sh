@@ -31,13 +31,23 @@ if [ -n "$ASAN_BUILD" ]; then
   count_ctest "$LOGS/asan.log" "$ASAN_BUILD"
 fi
 
-echo "== CRD schema tests (pytest)"
-timeout 600 python3 -m pytest -q -p no:cacheprovider tests/schema 2>&1 | tee "$LOGS/pytest.log"
-line=$(grep -E "^[0-9]+ (passed|failed)|[0-9]+ passed|[0-9]+ failed" "$LOGS/pytest.log" | tail -1)
-p=$(grep -oE "[0-9]+ passed" <<<"$line" | grep -oE "[0-9]+" || echo 0)
-f=$(grep -oE "[0-9]+ (failed|errors?)" <<<"$line" | awk '{s += $1} END {print s + 0}')
-[ -n "$line" ] || f=1
-passed=$((passed + p)); failed=$((failed + ${f:-0}))
+# pytest prints "3 passed, 1 failed, 2 xfailed in 1.2s"
+run_pytest() {
+  local title=$1 dir=$2 limit=$3 log="$LOGS/$(basename "$2").log" line p f
+  [ -d "$dir" ] || return 0
+  echo "== $title (pytest $dir)"
+  KUBERELAY_RELAY="$PWD/$BUILD/relay/kuberelay-relay" KUBERELAY_BUILD="$PWD/$BUILD" \
+    timeout "$limit" python3 -m pytest -q -p no:cacheprovider "$dir" 2>&1 | tee "$log"
+  line=$(grep -E "[0-9]+ (passed|failed|errors?)" "$log" | tail -1)
+  p=$(grep -oE "[0-9]+ passed" <<<"$line" | grep -oE "[0-9]+" || echo 0)
+  f=$(grep -oE "[0-9]+ (failed|errors?)" <<<"$line" | awk '{s += $1} END {print s + 0}')
+  if [ -z "$line" ]; then echo "($dir: no pytest summary)"; f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+run_pytest "CRD schema tests" tests/schema 600
+run_pytest "relay integration tests, real clients" test/integration 1200
+run_pytest "CRDs against a real kube-apiserver" test/kube 3600
 
 echo
 echo "kuberelay: $passed passed, $failed failed"

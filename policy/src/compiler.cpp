@@ -213,6 +213,7 @@ private:
         c.bannerText = rc->banner;
       } else {
         c.bannerText = (rc->fqdn.empty() ? "" : rc->fqdn + " ") + "KubeRelay ESMTP service ready";
+        c.bannerNeedsHostName = rc->fqdn.empty();
       }
       auto table = tables_.find(rc->meta.ns);
       c.domains = table == tables_.end() ? empty : table->second.get();

@@ -56,7 +56,7 @@ TEST(Session, TransactionIsForwardedInLine) {
                        "DATA\r\n"),
                   send("Subject: test\r\n\r\nHello\r\n..dot\r\n.\r\n"), send("QUIT\r\n")},
                  withEhlo(R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 )",
                           R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
@@ -80,7 +80,7 @@ TEST(Session, PipelinedInOneReadGivesTheSameConversation) {
                  "RCPT TO:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"),
             send("body\r\n.\r\nMAIL FROM:<>\r\nRSET\r\nQUIT\r\n")},
            withEhlo(R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 )",
                     R"(S: 250 2.1.0 Sender OK
 S: 250 2.1.5 Recipient OK
@@ -101,7 +101,7 @@ TEST(Session, PolicyOnlyModeAnswersFromThePolicy) {
       {send("EHLO c\r\nMAIL FROM:<app@example.com> SIZE=100 SMTPUTF8\r\nRCPT TO:<x@example.org>\r\n"
             "DATA\r\n.\r\nQUIT\r\n")},
       R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 250-relay.test Hello [127.0.0.17]
 S: 250-PIPELINING
 S: 250-SIZE 1048576
@@ -129,7 +129,7 @@ TEST(Session, EmptyMessageAndDotUnstuffing) {
   h.expect({send("EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"),
             send(".\r\nMAIL FROM:<>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"),
             send("..\r\n...x\r\n.y\r\nz.\r\n.\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <>
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -158,7 +158,7 @@ TEST(Session, SimpleVerbs) {
   h.expect({send("NOOP\r\nnoop with text\r\nVRFY someone\r\nHELP\r\nHELP MAIL\r\nRSET\r\n"
                  "HELO client.example\r\nMAIL FROM:<a@example.com>\r\nRSET\r\nQUIT\r\nNOOP\r\n")},
            R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 250 2.0.0 OK
 S: 250 2.0.0 OK
 S: 252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery
@@ -182,7 +182,7 @@ TEST(Session, SequenceErrors) {
                  "EHLO c\r\nRCPT TO:<b@example.org>\r\nDATA\r\nMAIL FROM:<a@example.com>\r\n"
                  "DATA\r\nMAIL FROM:<a@example.com>\r\nRSET\r\n")},
            withEhlo(R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 503 5.5.2 Send hello first
 S: 503 5.5.2 Send hello first
 S: 503 5.5.2 Send hello first
@@ -199,7 +199,7 @@ TEST(Session, SequenceErrorsWithinTheErrorBudget) {
   h.render.forwarding = false;
   h.expect({send("EHLO c\r\nRCPT TO:<b@example.org>\r\nDATA\r\nMAIL FROM:<a@example.com>\r\n"
                  "DATA\r\nMAIL FROM:<a@example.com>\r\nRSET\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(T: 5000ms
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(T: 5000ms
 S: 503 5.5.1 Need mail command
 T: 5000ms
 S: 503 5.5.1 Need mail command
@@ -217,7 +217,7 @@ TEST(Session, TooManyProtocolErrorsClose) {
   Harness h = relay();
   h.render.tarpits = false;
   h.expect({send("FOO\r\nBAR\r\nEHLO\r\nHELO\r\nMAIL FROM:<a@example.com>\r\nNOOP\r\n")}, R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 500 5.3.3 Unrecognized command
 S: 500 5.3.3 Unrecognized command
 S: 501 5.5.4 Syntax: EHLO hostname
@@ -232,7 +232,7 @@ TEST(Session, ArgumentsWhereNoneAreAllowed) {
   Harness h = relay();
   h.render.tarpits = false;
   h.expect({send("EHLO c\r\nRSET now\r\nQUIT now\r\nDATA now\r\nSTARTTLS now\r\nQUIT\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n",
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
                     R"(S: 501 5.5.4 Syntax error: no arguments allowed
 S: 501 5.5.4 Syntax error: no arguments allowed
 S: 501 5.5.4 Syntax error: no arguments allowed
@@ -250,7 +250,7 @@ TEST(Session, MailAndRcptSyntax) {
       {send("EHLO c\r\nMAIL FROM:<a b@example.com>\r\nMAIL TO:<a@example.com>\r\n"
             "MAIL FROM:<a@example.com> X-UNKNOWN=1\r\nMAIL FROM:<a@example.com> SIZE=big\r\n"
             "RSET\r\nQUIT\r\n")},
-      withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(S: 501 5.1.7 Bad sender address syntax
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 501 5.1.7 Bad sender address syntax
 S: 501 5.5.4 Syntax: MAIL FROM:<address>
 S: 555 5.5.4 Unsupported option
 S: 501 5.5.4 Syntax error in parameters
@@ -263,7 +263,7 @@ X: CLOSE
             "MAIL FROM:<j\xc3\xb6rg@example.com>\r\n"
             "MAIL FROM:<@hop.example:a@example.com> AUTH=<>\r\n"
             "RCPT TO:<>\r\nRCPT TO:<b@example.org> NOTIFY=NEVER\r\nRCPT TO:b@example.org\r\n")},
-      withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(S: 555 5.5.4 Unsupported option
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 555 5.5.4 Unsupported option
 S: 553 5.6.7 Non-ASCII address requires SMTPUTF8
 S: 250 2.1.0 Sender OK
 S: 501 5.1.3 Bad recipient address syntax
@@ -278,7 +278,7 @@ TEST(Session, Utf8AddressesWithSmtpUtf8) {
                  "RCPT TO:<m\xc3\xbcller@b\xc3\xbc"
                  "cher.example>\r\nRCPT TO:<Postmaster>\r\n"
                  "RCPT TO:<@a.example,@b.example:c@example.org>\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n",
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
                     "F: MAIL <j\xc3\xb6rg@example.com> SMTPUTF8\n"
                     "S: 250 2.1.0 Sender OK\n"
                     "F: RCPT <m\xc3\xbcller@b\xc3\xbc"
@@ -294,7 +294,7 @@ TEST(Session, EhloResetsTheTransactionAndHeloHasNoExtensions) {
   Harness h = relay();
   h.expect(
       {send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nHELO again\r\nRCPT TO:<b@example.org>\r\n")},
-      withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <a@example.com>
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <a@example.com>
 S: 250 2.1.0 Sender OK
 F: RESET
 S: 250 relay.test Hello [127.0.0.17]
@@ -313,7 +313,7 @@ TEST(Session, LineTooLongIsAnsweredAndSkippedKeepingSync) {
   std::string longLine = "NOOP " + std::string(200, 'x') + "\nQUIT\r" + std::string(300, 'y');
   longLine.resize(511, 'z');
   h.expect({send("EHLO c\r\n" + longLine + "\r\nNOOP\r\n" + std::string(510, 'n') + "\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(S: 500 5.5.2 Line too long
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 500 5.5.2 Line too long
 S: 250 2.0.0 OK
 S: 500 5.3.3 Unrecognized command
 )"));
@@ -325,7 +325,7 @@ TEST(Session, BareLineEndingsAndNulInCommands) {
   h.expect({send("EHLO c\nMAIL FROM:<a@example.com>\r\nNOOP\rQUIT\r\n"),
             send(std::string("NO\0OP\r\nNOOP\r\n", 13))},
            R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 500 5.5.2 Syntax error: bare CR, LF or NUL in command
 S: 500 5.5.2 Syntax error: bare CR, LF or NUL in command
 S: 500 5.5.2 Syntax error: bare CR, LF or NUL in command
@@ -344,7 +344,7 @@ TEST(Session, StartTlsDiscardsPipelinedPlaintextAndForgetsEhlo) {
            "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@example.com>\r\nRCPT TO:<x@example.org>\r\n"),
        tls(), send("MAIL FROM:<a@example.com>\r\nEHLO c\r\nSTARTTLS\r\nQUIT\r\n")},
       R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 250-relay.test Hello [127.0.0.1]
 S: 250-PIPELINING
 S: 250-SIZE 37748736
@@ -395,7 +395,7 @@ TEST(Session, StartTlsBeforeEhloAndInsideATransaction) {
   h.render.forwarding = false;
   h.expect({send("STARTTLS\r\nEHLO c\r\nMAIL FROM:<a@example.com>\r\nSTARTTLS\r\nQUIT\r\n")},
            withEhlo(R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 503 5.5.2 Send hello first
 )",
                     R"(S: 250 2.1.0 Sender OK
@@ -422,7 +422,7 @@ TEST(Session, StartTlsWithoutEhloIsRefusedButWorksAfterIt) {
   Harness h = webApp();
   h.render.tarpits = false;
   h.expect({send("STARTTLS\r\nQUIT\r\n")}, R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 503 5.5.2 Send hello first
 S: 221 2.0.0 Service closing transmission channel
 X: CLOSE
@@ -434,7 +434,7 @@ std::vector<testing::Step> ehloTlsThen(std::string commands) {
 }
 std::string ehloAfterTls(const char* after) {
   return testing::transcript(R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 250-relay.test Hello [127.0.0.1]
 S: 250-PIPELINING
 S: 250-SIZE 37748736
@@ -561,7 +561,7 @@ TEST(Session, AuthRefusedByPolicyBeforeTls) {
   h.expect({send(std::string("AUTH PLAIN ") + kAnonPlain + "\r\nEHLO c\r\nAUTH PLAIN " +
                  kAnonPlain + "\r\nAUTH CRAM-MD5\r\nAUTH\r\nMAIL FROM:<anonuser@example.com>\r\n")},
            R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 503 5.5.2 Send hello first
 S: 250-relay.test Hello [127.0.0.1]
 S: 250-PIPELINING
@@ -601,7 +601,7 @@ std::vector<testing::Step> messageOnRelay(std::string content) {
 }
 
 std::string relayTranscript(const char* end) {
-  return withEhlo("\nS: 220 KubeRelay ESMTP service ready\n",
+  return withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
                   "S: 250 2.1.0 Sender OK\n"
                   "S: 250 2.1.5 Recipient OK\n"
                   "S: 354 Start mail input; end with <CRLF>.<CRLF>\n") +
@@ -632,7 +632,7 @@ TEST(Session, RefusedContentResetsTheNextHop) {
   Harness h = relay();
   h.render.tarpits = false;
   h.expect(messageOnRelay("a\r\nb\nc\r\n.\r\n"),
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -649,7 +649,7 @@ TEST(Session, NormaliseOptionForwardsBareLineEndingsAsCrlf) {
   Harness h = relay();
   h.config.normalizeBareLineEndings = true;
   h.expect(messageOnRelay("a\nb\rc\n.\nd\r\n.\r\n"),
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -738,7 +738,7 @@ TEST(Session, DeclaredSizeOverTheLimitIsRefusedAtMail) {
   h.render.forwarding = false;
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com> SIZE=2097152\r\nMAIL "
                  "FROM:<app@example.com> SIZE=1048576\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(T: 5000ms
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(T: 5000ms
 S: 552 5.3.4 Message size exceeds fixed maximum message size
 S: 250 2.1.0 Sender OK
 )"));
@@ -751,7 +751,7 @@ TEST(Session, BdatChunksWithLast) {
   Harness h = relay();
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
                  "BDAT 8\r\nSubject:BDAT 10 LAST\r\n x\r\n.\r\nx\r\nQUIT\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -770,7 +770,7 @@ TEST(Session, BdatZeroLastEndsTheMessageAndDataCannotFollow) {
   h.render.tarpits = false;
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
                  "BDAT 6\r\nhello\nDATA\r\nRCPT TO:<y@example.org>\r\nBDAT 0 LAST\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -790,7 +790,7 @@ TEST(Session, BdatSizesThatLie) {
   // The client says 5 but sends 10: the extra octets are read as a command line.
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
                  "BDAT 5 LAST\r\n0123456789\r\nQUIT\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(S: 250 2.1.0 Sender OK
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 250 2.1.0 Sender OK
 S: 250 2.1.5 Recipient OK
 S: 250 2.6.0 <id@next-hop> Queued mail for delivery
 S: 500 5.3.3 Unrecognized command
@@ -800,7 +800,7 @@ X: CLOSE
   // The client says 22 but sends 10 then commands: the commands are content.
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
                  "BDAT 22 LAST\r\n0123456789QUIT\r\nNOOP\r\nNOOP\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(S: 250 2.1.0 Sender OK
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 250 2.1.0 Sender OK
 S: 250 2.1.5 Recipient OK
 S: 250 2.6.0 <id@next-hop> Queued mail for delivery
 S: 250 2.0.0 OK
@@ -812,7 +812,7 @@ TEST(Session, BdatOutOfSequenceSkipsItsChunk) {
   h.render.tarpits = false;
   h.expect({send("EHLO c\r\nBDAT 12\r\nQUIT\r\nQUIT\r\nMAIL FROM:<app@example.com>\r\nBDAT 6 "
                  "LAST\r\nNOOP\r\nNOOP\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(S: 503 5.5.1 Need mail command
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 503 5.5.1 Need mail command
 F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 S: 503 5.5.1 Need rcpt command
@@ -825,7 +825,7 @@ TEST(Session, BdatWithoutAUsableSizeLosesSyncAndCloses) {
   h.render.tarpits = false;
   h.expect(
       {send("EHLO c\r\nBDAT many\r\nNOOP\r\n")},
-      withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(S: 501 5.5.4 Syntax: BDAT size [LAST]
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 501 5.5.4 Syntax: BDAT size [LAST]
 S: 421 4.7.0 Lost synchronization with client, closing transmission channel
 X: CLOSE
 )"));
@@ -836,7 +836,7 @@ TEST(Session, BdatBinaryMimeIsNotOffered) {
   h.render.tarpits = false;
   h.expect(
       {send("EHLO c\r\nMAIL FROM:<app@example.com> BODY=BINARYMIME\r\n")},
-      withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", "S: 555 5.5.4 Unsupported option\n"));
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", "S: 555 5.5.4 Unsupported option\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -852,7 +852,7 @@ TEST(Session, NextHopRepliesAreRelayed) {
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<unknown@example.org>\r\n"
                  "DATA\r\nRCPT TO:<known@example.org>\r\nDATA\r\n"),
             send("x\r\n.\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <unknown@example.org>
 S: 550 5.1.1 User unknown
@@ -871,7 +871,7 @@ TEST(Session, FailedNextHopIsATemporaryFailure) {
   Harness h = relay();
   h.nextHop.end = policy::Reply{0, "", "connection reset"};
   h.expect(messageOnRelay("x\r\n.\r\n"),
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -893,7 +893,7 @@ TEST(Session, NextHopRefusingDataResetsTheTransaction) {
       {send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"),
        send(
            "MAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\nBDAT 3 LAST\r\nabcNOOP\r\n")},
-      withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -916,7 +916,7 @@ TEST(Session, NextHopControlCharactersCannotAddReplyLines) {
   h.nextHop.mail = policy::Reply{250, "2.1.0", "OK\r\n250 forged"};
   h.render.forwarding = false;
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\n")},
-           withEhlo("\nS: 220 KubeRelay ESMTP service ready\n", "S: 250 2.1.0 OK  250 forged\n"));
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", "S: 250 2.1.0 OK  250 forged\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -935,7 +935,7 @@ TEST(Session, RecipientLimitFromThePolicy) {
   h.expect(
       {send("EHLO c\r\nMAIL FROM:<app@example.com>\r\n" + rcpts)},
       withEhlo(
-          "\nS: 220 KubeRelay ESMTP service ready\n",
+          "\nS: 220 relay.test KubeRelay ESMTP service ready\n",
           ("S: 250 2.1.0 Sender OK\n" + expected + "S: 452 4.5.3 Too many recipients\n").c_str()));
 }
 
@@ -945,7 +945,7 @@ TEST(Session, RelayDeniedOutsideTheRange) {
   h.expect({send("EHLO c\r\nMAIL FROM:<x@customer.test>\r\nRCPT TO:<someone@example.org>\r\n"
                  "RCPT TO:<user@example.com>\r\n")},
            R"(
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 S: 250-relay.test Hello [127.0.0.1]
 S: 250-PIPELINING
 S: 250-SIZE 37748736
@@ -981,7 +981,7 @@ TEST(Session, EventsReportEveryDecision) {
        send("a\nb\r\n.\r\n")},
       R"(
 E: connect allow ok 220
-S: 220 KubeRelay ESMTP service ready
+S: 220 relay.test KubeRelay ESMTP service ready
 E: ehlo allow ok 250
 S: 250-relay.test Hello [127.0.0.1]
 S: 250-PIPELINING

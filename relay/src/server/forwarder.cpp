@@ -14,6 +14,8 @@
 #include <asio/write.hpp>
 #include <atomic>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
 #include <chrono>
 #include <random>
 
@@ -64,6 +66,11 @@ public:
     id_ = newMessageId();
     tmpPath_ = dir_ + "/.tmp-" + id_;
     fd_ = ::open(tmpPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd_ < 0 && errno == ENOENT) {  // first message: create the directory
+      std::error_code ec;
+      std::filesystem::create_directories(dir_, ec);
+      fd_ = ::open(tmpPath_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    }
     if (fd_ < 0) {
       log("error", "drop directory not writable", {{"path", tmpPath_}, {"error", strerror(errno)}});
       co_return reply(451, "4.3.0", "Temporary local problem, please try again later");

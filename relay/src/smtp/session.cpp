@@ -90,7 +90,13 @@ void Session::start(Output& out) {
   sink_.out = &out;
   const Decision& d = policy_.connectDecision();
   event(EventStage::Connect, d, out);
-  out.reply(d.reply);
+  const policy::CompiledConnector* c = policy_.connector();
+  if (d.allowed && c && c->bannerNeedsHostName) {
+    banner_ = config_.hostName + " " + std::string(d.reply.text);
+    out.reply(policy::Reply{d.reply.code, d.reply.enhanced, banner_});
+  } else {
+    out.reply(d.reply);
+  }
   if (!d.allowed) close(out);
 }
 

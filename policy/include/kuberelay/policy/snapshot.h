@@ -90,6 +90,9 @@ struct CompiledConnector {
   std::string quarantineReason;
 
   std::string bannerText;  // after "220 "
+  // The default banner without an fqdn: the relay puts its own host name first (RFC 5321 4.2
+  // wants the server's name at the start of the greeting).
+  bool bannerNeedsHostName = false;
   Grant anonymous;
   Grant externallySecured;  // only held by in-range clients of ExternalAuthoritative connectors
   Grant partners;

@@ -165,6 +165,7 @@ private:
   bool closed_ = false;
   Hello hello_ = Hello::None;
   std::string heloName_;
+  std::string banner_;  // "relay-0.example KubeRelay ESMTP service ready"
   std::string greeting_;  // "relay.example Hello [192.0.2.1]"
 
   // The transaction.
