@@ -18,6 +18,7 @@ namespace kuberelay::policy {
 namespace {
 
 constexpr std::string_view kGroupVersion = "smtp.kuberelay.io/v1alpha1";
+constexpr size_t kMaxManifestBytes = 16 * 1024 * 1024;
 
 std::string base64Decode(std::string_view in, bool& ok) {
   static const auto table = [] {
@@ -759,6 +760,29 @@ void decodeObject(const YAML::Node& doc, std::string_view source, ResourceSet& o
 
 void decodeManifests(std::string_view text, std::string_view source, ResourceSet& out,
                      const ManifestOptions& options) {
+  // YAML allows no C0 control characters but tab, LF and CR; refusing them here also keeps
+  // yaml-cpp 0.7 out of a parser loop it never leaves on some of them (found by fuzzing).
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+      size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + i, '\n'));
+      out.diagnostics.push_back({Diagnostic::Severity::Error,
+                                 {"", "", "", std::string(source)},
+                                 "",
+                                 "InvalidManifest",
+                                 "line " + std::to_string(line) + ": control character " +
+                                     std::to_string(c) + " is not allowed in YAML"});
+      return;
+    }
+  }
+  if (text.size() > kMaxManifestBytes) {
+    out.diagnostics.push_back({Diagnostic::Severity::Error,
+                               {"", "", "", std::string(source)},
+                               "",
+                               "InvalidManifest",
+                               "larger than " + std::to_string(kMaxManifestBytes) + " bytes"});
+    return;
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));
