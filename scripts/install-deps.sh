@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
-  libyaml-cpp-dev libgtest-dev libgmock-dev libcrypt-dev libssl-dev libasio-dev
+  libyaml-dev libgtest-dev libgmock-dev libcrypt-dev libssl-dev libasio-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcpprest-dev prometheus-cpp-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   postfix swaks curl openssl python3 python3-pip

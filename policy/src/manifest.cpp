@@ -1,8 +1,7 @@
-// Decoding of manifests with yaml-cpp. Strict: an unknown field is an error, because a typo
+// Decoding of manifests (YAML or JSON, parsed by libyaml: yaml_tree.h). Strict: an unknown field is an error, because a typo
 // such as "remoteIpRanges" silently ignored would widen a connector to every address.
 #include "kuberelay/policy/manifest.h"
 
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <charconv>
@@ -13,6 +12,7 @@
 
 #include "ascii.h"
 #include "units.h"
+#include "yaml_tree.h"
 
 namespace kuberelay::policy {
 namespace {
@@ -67,7 +67,7 @@ public:
         {Diagnostic::Severity::Error, ref_, field, "InvalidField", std::move(message)});
   }
 
-  bool expectMap(const YAML::Node& node, const std::string& path) {
+  bool expectMap(const yaml::Node& node, const std::string& path) {
     if (!node.IsMap()) {
       error(path, "must be an object");
       return false;
@@ -76,11 +76,11 @@ public:
   }
 
   // Reports every key of `node` not in `known`.
-  void checkKnown(const YAML::Node& node, const std::string& path,
+  void checkKnown(const yaml::Node& node, const std::string& path,
                   std::initializer_list<std::string_view> known) {
     if (!node.IsMap()) return;
-    for (const auto& kv : node) {
-      std::string key = kv.first.as<std::string>("");
+    for (const auto& kv : node.entries()) {
+      const std::string& key = kv.first;
       if (std::find(known.begin(), known.end(), key) == known.end()) {
         error(join(path, key), "unknown field " + quote(key));
       }
@@ -94,7 +94,7 @@ public:
     return path + "[" + std::to_string(i) + "]";
   }
 
-  std::optional<std::string> string(const YAML::Node& node, const std::string& path) {
+  std::optional<std::string> string(const yaml::Node& node, const std::string& path) {
     if (!node.IsScalar()) {
       error(path, "must be a string");
       return std::nullopt;
@@ -102,7 +102,7 @@ public:
     return node.Scalar();
   }
 
-  std::optional<bool> boolean(const YAML::Node& node, const std::string& path) {
+  std::optional<bool> boolean(const yaml::Node& node, const std::string& path) {
     if (node.IsScalar()) {
       const std::string& s = node.Scalar();
       if (s == "true" || s == "True" || s == "TRUE") return true;
@@ -112,7 +112,7 @@ public:
     return std::nullopt;
   }
 
-  std::optional<int64_t> integer(const YAML::Node& node, const std::string& path, int64_t min,
+  std::optional<int64_t> integer(const yaml::Node& node, const std::string& path, int64_t min,
                                  int64_t max) {
     int64_t v = 0;
     if (node.IsScalar()) {
@@ -131,7 +131,7 @@ public:
     return std::nullopt;
   }
 
-  std::vector<std::pair<std::string, std::string>> stringList(const YAML::Node& node,
+  std::vector<std::pair<std::string, std::string>> stringList(const yaml::Node& node,
                                                               const std::string& path) {
     std::vector<std::pair<std::string, std::string>> out;
     if (!node.IsSequence()) {
@@ -146,7 +146,7 @@ public:
   }
 
   template <typename Enum>
-  std::optional<Enum> enumeration(const YAML::Node& node, const std::string& path,
+  std::optional<Enum> enumeration(const yaml::Node& node, const std::string& path,
                                   std::initializer_list<std::pair<std::string_view, Enum>> values) {
     auto s = string(node, path);
     if (!s) return std::nullopt;
@@ -161,7 +161,7 @@ public:
     return std::nullopt;
   }
 
-  std::vector<IpRange> ranges(const YAML::Node& node, const std::string& path) {
+  std::vector<IpRange> ranges(const yaml::Node& node, const std::string& path) {
     std::vector<IpRange> out;
     for (const auto& [itemPath, text] : stringList(node, path)) {
       auto parsed = parseIpRange(text);
@@ -266,7 +266,7 @@ bool validSendAsPattern(std::string_view s) {
   return validDnsName(domain);
 }
 
-void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnector& rc) {
+void decodeConnectorSpec(ObjectDecoder& d, const yaml::Node& spec, ReceiveConnector& rc) {
   const std::string p = "spec";
   if (!d.expectMap(spec, p)) return;
   d.checkKnown(
@@ -274,11 +274,11 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       {"enabled", "relayPool", "bindings", "remoteIPRanges", "ipRestrictionMode", "authMechanisms",
        "permissionGroups", "requireTLS", "fqdn", "banner", "tls", "users", "limits",
        "proxyProtocol", "forwarding", "protocolLogging", "enforcement"});
-  if (auto n = spec["enabled"]) {
-    if (auto v = d.boolean(n, p + ".enabled")) rc.enabled = *v;
+  if (const auto& n = spec["enabled"]) {
+    if (const auto& v = d.boolean(n, p + ".enabled")) rc.enabled = *v;
   }
-  if (auto n = spec["relayPool"]) {
-    if (auto v = d.string(n, p + ".relayPool")) {
+  if (const auto& n = spec["relayPool"]) {
+    if (const auto& v = d.string(n, p + ".relayPool")) {
       if (!validDnsLabel(*v)) {
         d.error(p + ".relayPool", quote(*v) + " is not a DNS label");
       } else {
@@ -286,7 +286,7 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       }
     }
   }
-  if (auto n = spec["bindings"]) {
+  if (const auto& n = spec["bindings"]) {
     auto items = d.stringList(n, p + ".bindings");
     for (const auto& [path, text] : items) {
       std::string err;
@@ -305,7 +305,7 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
   } else {
     d.error(p + ".bindings", "is required");
   }
-  if (auto n = spec["remoteIPRanges"]) {
+  if (const auto& n = spec["remoteIPRanges"]) {
     rc.remoteIPRanges = d.ranges(n, p + ".remoteIPRanges");
     if (n.IsSequence() && n.size() == 0) {
       d.error(p + ".remoteIPRanges", "must not be empty (omit it to allow every address)");
@@ -313,20 +313,20 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
   } else {
     rc.remoteIPRanges = {IpRange::all(IpFamily::V4), IpRange::all(IpFamily::V6)};
   }
-  if (auto n = spec["ipRestrictionMode"]) {
-    if (auto v = d.enumeration<IpRestrictionMode>(
+  if (const auto& n = spec["ipRestrictionMode"]) {
+    if (const auto& v = d.enumeration<IpRestrictionMode>(
             n, p + ".ipRestrictionMode",
             {{"AllClients", IpRestrictionMode::AllClients},
              {"AnonymousOnly", IpRestrictionMode::AnonymousOnly}})) {
       rc.ipRestrictionMode = *v;
     }
   }
-  if (auto n = spec["authMechanisms"]) {
+  if (const auto& n = spec["authMechanisms"]) {
     if (!n.IsSequence()) {
       d.error(p + ".authMechanisms", "must be a list");
     } else {
       for (size_t i = 0; i < n.size(); ++i) {
-        if (auto v = d.enumeration<uint8_t>(
+        if (const auto& v = d.enumeration<uint8_t>(
                 n[i], ObjectDecoder::index(p + ".authMechanisms", i),
                 {{"Tls", auth_mechanism::kTls},
                  {"BasicAuth", auth_mechanism::kBasicAuth},
@@ -337,12 +337,12 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       }
     }
   }
-  if (auto n = spec["permissionGroups"]) {
+  if (const auto& n = spec["permissionGroups"]) {
     if (!n.IsSequence()) {
       d.error(p + ".permissionGroups", "must be a list");
     } else {
       for (size_t i = 0; i < n.size(); ++i) {
-        if (auto v = d.enumeration<uint8_t>(
+        if (const auto& v = d.enumeration<uint8_t>(
                 n[i], ObjectDecoder::index(p + ".permissionGroups", i),
                 {{"AnonymousUsers", permission_group::kAnonymousUsers},
                  {"ExchangeUsers", permission_group::kExchangeUsers},
@@ -355,11 +355,11 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       }
     }
   }
-  if (auto n = spec["requireTLS"]) {
-    if (auto v = d.boolean(n, p + ".requireTLS")) rc.requireTLS = *v;
+  if (const auto& n = spec["requireTLS"]) {
+    if (const auto& v = d.boolean(n, p + ".requireTLS")) rc.requireTLS = *v;
   }
-  if (auto n = spec["fqdn"]) {
-    if (auto v = d.string(n, p + ".fqdn")) {
+  if (const auto& n = spec["fqdn"]) {
+    if (const auto& v = d.string(n, p + ".fqdn")) {
       if (!validDnsName(*v)) {
         d.error(p + ".fqdn", quote(*v) + " is not a host name");
       } else {
@@ -367,8 +367,8 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       }
     }
   }
-  if (auto n = spec["banner"]) {
-    if (auto v = d.string(n, p + ".banner")) {
+  if (const auto& n = spec["banner"]) {
+    if (const auto& v = d.string(n, p + ".banner")) {
       std::string text = *v;
       if (text.rfind("220 ", 0) == 0) text = text.substr(4);
       if (text.size() > 512 || text.find_first_of("\r\n") != std::string::npos) {
@@ -378,32 +378,32 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       }
     }
   }
-  if (auto n = spec["tls"]) {
+  if (const auto& n = spec["tls"]) {
     const std::string tp = p + ".tls";
     if (d.expectMap(n, tp)) {
       d.checkKnown(n, tp, {"secretName", "implicit"});
-      if (auto s = n["secretName"]) {
-        if (auto v = d.string(s, tp + ".secretName")) rc.tlsSecretName = *v;
+      if (const auto& s = n["secretName"]) {
+        if (const auto& v = d.string(s, tp + ".secretName")) rc.tlsSecretName = *v;
       } else {
         d.error(tp + ".secretName", "is required");
       }
-      if (auto s = n["implicit"]) {
-        if (auto v = d.boolean(s, tp + ".implicit")) rc.tlsImplicit = *v;
+      if (const auto& s = n["implicit"]) {
+        if (const auto& v = d.boolean(s, tp + ".implicit")) rc.tlsImplicit = *v;
       }
     }
   }
-  if (auto n = spec["users"]) {
+  if (const auto& n = spec["users"]) {
     const std::string up = p + ".users";
     if (d.expectMap(n, up)) {
       d.checkKnown(n, up, {"secretName"});
-      if (auto s = n["secretName"]) {
-        if (auto v = d.string(s, up + ".secretName")) rc.usersSecretName = *v;
+      if (const auto& s = n["secretName"]) {
+        if (const auto& v = d.string(s, up + ".secretName")) rc.usersSecretName = *v;
       } else {
         d.error(up + ".secretName", "is required");
       }
     }
   }
-  if (auto n = spec["limits"]) {
+  if (const auto& n = spec["limits"]) {
     const std::string lp = p + ".limits";
     if (d.expectMap(n, lp)) {
       d.checkKnown(n, lp,
@@ -413,7 +413,7 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
                     "tarpitInterval", "authTarpitInterval", "messageRateLimit"});
       Limits& l = rc.limits;
       auto quantity = [&](const char* key, uint64_t& target, uint64_t min, uint64_t max) {
-        auto q = n[key];
+        const auto& q = n[key];
         if (!q) return;
         std::string path = lp + "." + key;
         if (!q.IsScalar()) {
@@ -432,12 +432,12 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
         }
       };
       auto count = [&](const char* key, uint32_t& target, int64_t min, int64_t max) {
-        if (auto q = n[key]) {
-          if (auto v = d.integer(q, lp + "." + key, min, max)) target = static_cast<uint32_t>(*v);
+        if (const auto& q = n[key]) {
+          if (const auto& v = d.integer(q, lp + "." + key, min, max)) target = static_cast<uint32_t>(*v);
         }
       };
       auto duration = [&](const char* key, Millis& target, Millis min, Millis max) {
-        auto q = n[key];
+        const auto& q = n[key];
         if (!q) return;
         std::string path = lp + "." + key;
         if (!q.IsScalar()) {
@@ -472,12 +472,12 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       count("messageRateLimit", l.messageRateLimit, 0, 2147483647);
     }
   }
-  if (auto n = spec["proxyProtocol"]) {
+  if (const auto& n = spec["proxyProtocol"]) {
     const std::string pp = p + ".proxyProtocol";
     if (d.expectMap(n, pp)) {
       d.checkKnown(n, pp, {"trustedRanges"});
       rc.proxyProtocol = true;
-      if (auto r = n["trustedRanges"]) {
+      if (const auto& r = n["trustedRanges"]) {
         rc.proxyTrustedRanges = d.ranges(r, pp + ".trustedRanges");
         if (r.IsSequence() && r.size() == 0) d.error(pp + ".trustedRanges", "must not be empty");
       } else {
@@ -485,12 +485,12 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
       }
     }
   }
-  if (auto n = spec["forwarding"]) {
+  if (const auto& n = spec["forwarding"]) {
     const std::string fp = p + ".forwarding";
     if (d.expectMap(n, fp)) {
       d.checkKnown(n, fp, {"smarthosts", "tls", "credentialsSecretName", "dropDirectory"});
       Forwarding& f = rc.forwarding;
-      if (auto s = n["smarthosts"]) {
+      if (const auto& s = n["smarthosts"]) {
         for (const auto& [path, text] : d.stringList(s, fp + ".smarthosts")) {
           size_t colon = text.rfind(':');
           std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
@@ -512,19 +512,19 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
           f.smarthosts.push_back(text);
         }
       }
-      if (auto s = n["tls"]) {
-        if (auto v = d.enumeration<ForwardTls>(s, fp + ".tls",
+      if (const auto& s = n["tls"]) {
+        if (const auto& v = d.enumeration<ForwardTls>(s, fp + ".tls",
                                                {{"None", ForwardTls::None},
                                                 {"Opportunistic", ForwardTls::Opportunistic},
                                                 {"Required", ForwardTls::Required}})) {
           f.tls = *v;
         }
       }
-      if (auto s = n["credentialsSecretName"]) {
-        if (auto v = d.string(s, fp + ".credentialsSecretName")) f.credentialsSecretName = *v;
+      if (const auto& s = n["credentialsSecretName"]) {
+        if (const auto& v = d.string(s, fp + ".credentialsSecretName")) f.credentialsSecretName = *v;
       }
-      if (auto s = n["dropDirectory"]) {
-        if (auto v = d.string(s, fp + ".dropDirectory")) {
+      if (const auto& s = n["dropDirectory"]) {
+        if (const auto& v = d.string(s, fp + ".dropDirectory")) {
           if (v->empty() || (*v)[0] != '/') {
             d.error(fp + ".dropDirectory", quote(*v) + " is not an absolute path");
           } else {
@@ -536,15 +536,15 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
   } else {
     d.error(p + ".forwarding", "is required (smarthosts or dropDirectory)");
   }
-  if (auto n = spec["protocolLogging"]) {
-    if (auto v = d.enumeration<ProtocolLogging>(
+  if (const auto& n = spec["protocolLogging"]) {
+    if (const auto& v = d.enumeration<ProtocolLogging>(
             n, p + ".protocolLogging",
             {{"None", ProtocolLogging::None}, {"Verbose", ProtocolLogging::Verbose}})) {
       rc.protocolLogging = *v;
     }
   }
-  if (auto n = spec["enforcement"]) {
-    if (auto v = d.enumeration<Enforcement>(
+  if (const auto& n = spec["enforcement"]) {
+    if (const auto& v = d.enumeration<Enforcement>(
             n, p + ".enforcement",
             {{"Enforce", Enforcement::Enforce}, {"Audit", Enforcement::Audit}})) {
       rc.enforcement = *v;
@@ -552,16 +552,16 @@ void decodeConnectorSpec(ObjectDecoder& d, const YAML::Node& spec, ReceiveConnec
   }
 }
 
-void decodePermissionSpec(ObjectDecoder& d, const YAML::Node& spec, SenderPermission& sp) {
+void decodePermissionSpec(ObjectDecoder& d, const yaml::Node& spec, SenderPermission& sp) {
   const std::string p = "spec";
   if (!d.expectMap(spec, p)) return;
   d.checkKnown(spec, p, {"connector", "principal", "name", "extendedRights", "deny", "sendAs"});
-  if (auto n = spec["connector"]) {
-    if (auto v = d.string(n, p + ".connector")) sp.connector = *v;
+  if (const auto& n = spec["connector"]) {
+    if (const auto& v = d.string(n, p + ".connector")) sp.connector = *v;
   } else {
     d.error(p + ".connector", "is required");
   }
-  if (auto n = spec["principal"]) {
+  if (const auto& n = spec["principal"]) {
     if (auto v =
             d.enumeration<PrincipalKind>(n, p + ".principal",
                                          {{"Anonymous", PrincipalKind::Anonymous},
@@ -575,13 +575,13 @@ void decodePermissionSpec(ObjectDecoder& d, const YAML::Node& spec, SenderPermis
   } else {
     d.error(p + ".principal", "is required");
   }
-  if (auto n = spec["name"]) {
-    if (auto v = d.string(n, p + ".name")) sp.name = *v;
+  if (const auto& n = spec["name"]) {
+    if (const auto& v = d.string(n, p + ".name")) sp.name = *v;
   }
-  if (auto n = spec["extendedRights"]) {
+  if (const auto& n = spec["extendedRights"]) {
     auto items = d.stringList(n, p + ".extendedRights");
     for (const auto& [path, text] : items) {
-      if (auto r = parseRight(text)) {
+      if (const auto& r = parseRight(text)) {
         sp.rights |= *r;
       } else {
         d.error(path, quote(text) + " is not an Exchange receive-connector extended right");
@@ -592,10 +592,10 @@ void decodePermissionSpec(ObjectDecoder& d, const YAML::Node& spec, SenderPermis
   } else {
     d.error(p + ".extendedRights", "is required");
   }
-  if (auto n = spec["deny"]) {
-    if (auto v = d.boolean(n, p + ".deny")) sp.deny = *v;
+  if (const auto& n = spec["deny"]) {
+    if (const auto& v = d.boolean(n, p + ".deny")) sp.deny = *v;
   }
-  if (auto n = spec["sendAs"]) {
+  if (const auto& n = spec["sendAs"]) {
     for (const auto& [path, text] : d.stringList(n, p + ".sendAs")) {
       if (!validSendAsPattern(text)) {
         d.error(path,
@@ -614,12 +614,12 @@ void decodePermissionSpec(ObjectDecoder& d, const YAML::Node& spec, SenderPermis
   }
 }
 
-void decodeDomainSpec(ObjectDecoder& d, const YAML::Node& spec, AcceptedDomain& ad) {
+void decodeDomainSpec(ObjectDecoder& d, const yaml::Node& spec, AcceptedDomain& ad) {
   const std::string p = "spec";
   if (!d.expectMap(spec, p)) return;
   d.checkKnown(spec, p, {"domainName", "domainType"});
-  if (auto n = spec["domainName"]) {
-    if (auto v = d.string(n, p + ".domainName")) {
+  if (const auto& n = spec["domainName"]) {
+    if (const auto& v = d.string(n, p + ".domainName")) {
       std::string name = lowerCopy(*v);
       if (!name.empty() && name.back() == '.') name.pop_back();
       bool wildcard = name.rfind("*.", 0) == 0;
@@ -635,8 +635,8 @@ void decodeDomainSpec(ObjectDecoder& d, const YAML::Node& spec, AcceptedDomain& 
   } else {
     d.error(p + ".domainName", "is required");
   }
-  if (auto n = spec["domainType"]) {
-    if (auto v = d.enumeration<DomainType>(n, p + ".domainType",
+  if (const auto& n = spec["domainType"]) {
+    if (const auto& v = d.enumeration<DomainType>(n, p + ".domainType",
                                            {{"Authoritative", DomainType::Authoritative},
                                             {"InternalRelay", DomainType::InternalRelay},
                                             {"ExternalRelay", DomainType::ExternalRelay}})) {
@@ -645,16 +645,16 @@ void decodeDomainSpec(ObjectDecoder& d, const YAML::Node& spec, AcceptedDomain& 
   }
 }
 
-void decodeSecret(ObjectDecoder& d, const YAML::Node& doc, Secret& s) {
-  if (auto n = doc["type"]) {
-    if (auto v = d.string(n, "type")) s.type = *v;
+void decodeSecret(ObjectDecoder& d, const yaml::Node& doc, Secret& s) {
+  if (const auto& n = doc["type"]) {
+    if (const auto& v = d.string(n, "type")) s.type = *v;
   } else {
     s.type = "Opaque";
   }
-  if (auto n = doc["data"]) {
+  if (const auto& n = doc["data"]) {
     if (d.expectMap(n, "data")) {
-      for (const auto& kv : n) {
-        std::string key = kv.first.as<std::string>("");
+      for (const auto& kv : n.entries()) {
+        const std::string& key = kv.first;
         auto v = d.string(kv.second, "data." + key);
         if (!v) continue;
         bool ok = true;
@@ -667,17 +667,17 @@ void decodeSecret(ObjectDecoder& d, const YAML::Node& doc, Secret& s) {
       }
     }
   }
-  if (auto n = doc["stringData"]) {
+  if (const auto& n = doc["stringData"]) {
     if (d.expectMap(n, "stringData")) {
-      for (const auto& kv : n) {
-        std::string key = kv.first.as<std::string>("");
-        if (auto v = d.string(kv.second, "stringData." + key)) s.data[key] = *v;
+      for (const auto& kv : n.entries()) {
+        const std::string& key = kv.first;
+        if (const auto& v = d.string(kv.second, "stringData." + key)) s.data[key] = *v;
       }
     }
   }
 }
 
-void decodeObject(const YAML::Node& doc, std::string_view source, ResourceSet& out,
+void decodeObject(const yaml::Node& doc, std::string_view source, ResourceSet& out,
                   const ManifestOptions& options) {
   if (!doc.IsMap()) {
     out.diagnostics.push_back({Diagnostic::Severity::Error,
@@ -705,12 +705,13 @@ void decodeObject(const YAML::Node& doc, std::string_view source, ResourceSet& o
   ObjectMeta meta;
   meta.source = std::string(source);
   meta.ns = options.defaultNamespace;
-  const YAML::Node md = doc["metadata"];
+  const yaml::Node& md = doc["metadata"];
   if (md && md.IsMap()) {
     if (md["name"] && md["name"].IsScalar()) meta.name = md["name"].Scalar();
     if (md["namespace"] && md["namespace"].IsScalar()) meta.ns = md["namespace"].Scalar();
     if (md["generation"] && md["generation"].IsScalar()) {
-      meta.generation = md["generation"].as<int64_t>(0);
+      const std::string& g = md["generation"].Scalar();
+      std::from_chars(g.data(), g.data() + g.size(), meta.generation);
     }
     if (md["uid"] && md["uid"].IsScalar()) meta.uid = md["uid"].Scalar();
     if (md["resourceVersion"] && md["resourceVersion"].IsScalar()) {
@@ -726,7 +727,7 @@ void decodeObject(const YAML::Node& doc, std::string_view source, ResourceSet& o
   if (ours) {
     d.checkKnown(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"});
   }
-  const YAML::Node spec = doc["spec"];
+  const yaml::Node& spec = doc["spec"];
   if (ours && !spec) d.error("spec", "is required");
 
   if (kind == "ReceiveConnector") {
@@ -760,8 +761,7 @@ void decodeObject(const YAML::Node& doc, std::string_view source, ResourceSet& o
 
 void decodeManifests(std::string_view text, std::string_view source, ResourceSet& out,
                      const ManifestOptions& options) {
-  // YAML allows no C0 control characters but tab, LF and CR; refusing them here also keeps
-  // yaml-cpp 0.7 out of a parser loop it never leaves on some of them (found by fuzzing).
+  // YAML allows no C0 control characters but tab, LF and CR.
   for (size_t i = 0; i < text.size(); ++i) {
     auto c = static_cast<unsigned char>(text[i]);
     if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
@@ -783,26 +783,20 @@ void decodeManifests(std::string_view text, std::string_view source, ResourceSet
                                "larger than " + std::to_string(kMaxManifestBytes) + " bytes"});
     return;
   }
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
+  yaml::ParseResult parsed = yaml::parseAll(text);
+  if (!parsed.error.empty()) {
     out.diagnostics.push_back({Diagnostic::Severity::Error,
                                {"", "", "", std::string(source)},
                                "",
                                "InvalidManifest",
-                               "line " + std::to_string(e.mark.line + 1) + ": " + e.msg});
+                               parsed.error});
     return;
   }
+  const auto& docs = parsed.documents;
   for (size_t i = 0; i < docs.size(); ++i) {
     if (docs[i].IsNull()) continue;
     std::string where = std::string(source) + (docs.size() > 1 ? "#" + std::to_string(i + 1) : "");
-    try {
-      decodeObject(docs[i], where, out, options);
-    } catch (const YAML::Exception& e) {
-      out.diagnostics.push_back(
-          {Diagnostic::Severity::Error, {"", "", "", where}, "", "InvalidManifest", e.msg});
-    }
+    decodeObject(docs[i], where, out, options);
   }
 }
 

@@ -4,8 +4,8 @@
 //   Accepts multi-document YAML, JSON (a single object or a kind: List), the three KubeRelay
 //   kinds and Secrets. Other kinds (Namespace, ...) are ignored. Every error names the object
 //   and the field path; an object with an error is still returned, marked invalid, with the
-//   parts that could be read. This is the edge where yaml-cpp is used; the rest of the policy
-//   library does not see it.
+//   parts that could be read. This is the edge where YAML is parsed (libyaml); the rest of the
+//   policy library does not see it.
 #pragma once
 
 #include <filesystem>
