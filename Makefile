@@ -1,12 +1,14 @@
 # KubeRelay: `make run` and `make test` on a fresh Debian 12 machine (see README.md).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 300
 BUILD_TYPE ?= RelWithDebInfo
 WERROR     ?= $(if $(CI),ON,OFF)
 JOBS       ?= 2
 CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKUBERELAY_WERROR=$(WERROR)
 
-.PHONY: all deps build asan-build test run print-policy bench check-examples format clean
+.PHONY: all deps build asan-build fuzz-build fuzz test run print-policy bench check-examples format clean
 
 all: build
 
@@ -21,9 +23,21 @@ asan-build: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DKUBERELAY_WERROR=$(WERROR) > $(ASAN_BUILD).configure.log || (cat $(ASAN_BUILD).configure.log; exit 1)
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# libFuzzer targets need clang; `make test` runs each over its corpus for a few seconds.
+FUZZERS = fuzz_command fuzz_address fuzz_session fuzz_proxy fuzz_manifest fuzz_ip_range
+fuzz-build: deps
+	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKUBERELAY_FUZZ=ON > $(FUZZ_BUILD).configure.log || (cat $(FUZZ_BUILD).configure.log; exit 1)
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZERS)
+
+# Longer fuzzing: FUZZ_SECONDS per target; crashes are written to build-fuzz/fuzz/.
+fuzz: fuzz-build
+	@cmake -S . -B $(FUZZ_BUILD) -DKUBERELAY_FUZZ_SECONDS=$(FUZZ_SECONDS) > /dev/null
+	@ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j2; rc=$$?; \
+	  cmake -S . -B $(FUZZ_BUILD) -DKUBERELAY_FUZZ_SECONDS=10 > /dev/null; exit $$rc
+
 # Every test tier; the last line is "N passed, N failed".
-test: build asan-build
-	@scripts/run-tests.sh $(BUILD) $(ASAN_BUILD)
+test: build asan-build fuzz-build
+	@scripts/run-tests.sh $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 # The relay in local mode on the quickstart policy: SMTP on port 2525 (anonymous relay for
 # loopback clients only), mail written to /tmp/kuberelay-quickstart/drop, admin on 9090.
@@ -49,4 +63,4 @@ format:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(BUILD).configure.log $(ASAN_BUILD).configure.log
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) *.configure.log

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test tier and prints one closing line "N passed, N failed".
-#   scripts/run-tests.sh BUILD_DIR [SANITIZER_BUILD_DIR]
+#   scripts/run-tests.sh BUILD_DIR [SANITIZER_BUILD_DIR [FUZZ_BUILD_DIR]]
 # Each tier's own summary (ctest's, pytest's) is printed as it finishes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 ASAN_BUILD=${2:-}
+FUZZ_BUILD=${3:-}
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
 passed=0
@@ -29,6 +30,13 @@ if [ -n "$ASAN_BUILD" ]; then
   echo "== the same under AddressSanitizer + UndefinedBehaviorSanitizer ($ASAN_BUILD)"
   timeout 1800 ctest --test-dir "$ASAN_BUILD" --output-on-failure -j2 --timeout 600 2>&1 | tee "$LOGS/asan.log"
   count_ctest "$LOGS/asan.log" "$ASAN_BUILD"
+fi
+
+if [ -n "$FUZZ_BUILD" ]; then
+  echo "== libFuzzer targets over their corpora, a few seconds each ($FUZZ_BUILD)"
+  timeout 900 ctest --test-dir "$FUZZ_BUILD" -L fuzz --output-on-failure -j2 2>&1 | tee "$LOGS/fuzz.log"
+  count_ctest "$LOGS/fuzz.log" "$FUZZ_BUILD"
+  grep -hE "stat::number_of_executed_units" "$LOGS/fuzz.log" | awk '{s += $2} END {print "fuzz: " s " executions in total"}'
 fi
 
 # pytest prints "3 passed, 1 failed, 2 xfailed in 1.2s"
