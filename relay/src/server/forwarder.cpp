@@ -201,11 +201,13 @@ public:
       cmd += " SMTPUTF8";
     }
     inTransaction_ = true;
-    co_return co_await command(cmd + "\r\n");
+    NextHopReply r = co_await command(cmd + "\r\n");
+    co_return r;
   }
 
   awaitable<NextHopReply> addRecipient(std::string recipient) override {
-    co_return co_await command("RCPT TO:<" + recipient + ">\r\n");
+    NextHopReply r = co_await command("RCPT TO:<" + recipient + ">\r\n");
+    co_return r;
   }
 
   awaitable<NextHopReply> beginData(std::string trace) override {
@@ -243,7 +245,11 @@ public:
       r = reply(451, "4.4.2", "Connection to the next hop was lost during DATA");
     } else {
       bool ok = co_await write(out_);
-      r = ok ? co_await readReply() : reply(451, "4.4.2", "Connection to the next hop was lost during DATA");
+      if (ok) {
+        r = co_await readReply();
+      } else {
+        r = reply(451, "4.4.2", "Connection to the next hop was lost during DATA");
+      }
     }
     out_.clear();
     writeFailed_ = false;
@@ -402,7 +408,8 @@ private:
   awaitable<NextHopReply> command(std::string line) {
     if (!conn_) co_return reply(451, "4.4.2", "Connection to the next hop was lost");
     if (!co_await write(line)) co_return reply(451, "4.4.2", "Connection to the next hop was lost");
-    co_return co_await readReply();
+    NextHopReply r = co_await readReply();
+    co_return r;
   }
 
   awaitable<bool> write(std::string_view data) {

@@ -317,10 +317,12 @@ private:
         co_return co_await answer(reply);
       } else if (auto* rc = std::get_if<smtp::action::AddRecipient>(&a)) {
         if (!co_await flush()) co_return false;
-        co_return co_await answer(co_await forwarder_->addRecipient(std::string(rc->recipient)));
+        NextHopReply reply = co_await forwarder_->addRecipient(std::string(rc->recipient));
+        co_return co_await answer(reply);
       } else if (std::holds_alternative<smtp::action::BeginData>(a)) {
         if (!co_await flush()) co_return false;
-        co_return co_await answer(co_await forwarder_->beginData(receivedHeader()));
+        NextHopReply reply = co_await forwarder_->beginData(receivedHeader());
+        co_return co_await answer(reply);
       } else if (auto* c = std::get_if<smtp::action::BodyChunk>(&a)) {
         co_await forwarder_->chunk(c->bytes);
       } else if (auto* e = std::get_if<smtp::action::EndOfData>(&a)) {
