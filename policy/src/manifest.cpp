@@ -1,7 +1,7 @@
-// Decoding of manifests (YAML or JSON, parsed by libyaml: yaml_tree.h). Strict: an unknown field is an error, because a typo
-// such as "remoteIpRanges" silently ignored would widen a connector to every address.
+// Decoding of manifests (YAML or JSON, parsed by libyaml: yaml_tree.h). Strict: an unknown field is
+// an error, because a typo such as "remoteIpRanges" silently ignored would widen a connector to
+// every address.
 #include "kuberelay/policy/manifest.h"
-
 
 #include <algorithm>
 #include <charconv>
@@ -433,7 +433,8 @@ void decodeConnectorSpec(ObjectDecoder& d, const yaml::Node& spec, ReceiveConnec
       };
       auto count = [&](const char* key, uint32_t& target, int64_t min, int64_t max) {
         if (const auto& q = n[key]) {
-          if (const auto& v = d.integer(q, lp + "." + key, min, max)) target = static_cast<uint32_t>(*v);
+          if (const auto& v = d.integer(q, lp + "." + key, min, max))
+            target = static_cast<uint32_t>(*v);
         }
       };
       auto duration = [&](const char* key, Millis& target, Millis min, Millis max) {
@@ -514,14 +515,15 @@ void decodeConnectorSpec(ObjectDecoder& d, const yaml::Node& spec, ReceiveConnec
       }
       if (const auto& s = n["tls"]) {
         if (const auto& v = d.enumeration<ForwardTls>(s, fp + ".tls",
-                                               {{"None", ForwardTls::None},
-                                                {"Opportunistic", ForwardTls::Opportunistic},
-                                                {"Required", ForwardTls::Required}})) {
+                                                      {{"None", ForwardTls::None},
+                                                       {"Opportunistic", ForwardTls::Opportunistic},
+                                                       {"Required", ForwardTls::Required}})) {
           f.tls = *v;
         }
       }
       if (const auto& s = n["credentialsSecretName"]) {
-        if (const auto& v = d.string(s, fp + ".credentialsSecretName")) f.credentialsSecretName = *v;
+        if (const auto& v = d.string(s, fp + ".credentialsSecretName"))
+          f.credentialsSecretName = *v;
       }
       if (const auto& s = n["dropDirectory"]) {
         if (const auto& v = d.string(s, fp + ".dropDirectory")) {
@@ -637,9 +639,9 @@ void decodeDomainSpec(ObjectDecoder& d, const yaml::Node& spec, AcceptedDomain& 
   }
   if (const auto& n = spec["domainType"]) {
     if (const auto& v = d.enumeration<DomainType>(n, p + ".domainType",
-                                           {{"Authoritative", DomainType::Authoritative},
-                                            {"InternalRelay", DomainType::InternalRelay},
-                                            {"ExternalRelay", DomainType::ExternalRelay}})) {
+                                                  {{"Authoritative", DomainType::Authoritative},
+                                                   {"InternalRelay", DomainType::InternalRelay},
+                                                   {"ExternalRelay", DomainType::ExternalRelay}})) {
       ad.type = *v;
     }
   }

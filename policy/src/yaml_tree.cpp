@@ -113,7 +113,8 @@ public:
           Node n;
           n.line_ = line;
           n.kind_ = isNullScalar(event) ? Node::Kind::Null : Node::Kind::Scalar;
-          n.scalar_.assign(reinterpret_cast<const char*>(event.data.scalar.value), event.data.scalar.length);
+          n.scalar_.assign(reinterpret_cast<const char*>(event.data.scalar.value),
+                           event.data.scalar.length);
           if (!place(std::move(n))) return out;
           break;
         }
@@ -125,7 +126,8 @@ public:
           }
           Frame f;
           f.node.line_ = line;
-          f.node.kind_ = event.type == YAML_MAPPING_START_EVENT ? Node::Kind::Map : Node::Kind::Sequence;
+          f.node.kind_ =
+              event.type == YAML_MAPPING_START_EVENT ? Node::Kind::Map : Node::Kind::Sequence;
           stack.push_back(std::move(f));
           break;
         }

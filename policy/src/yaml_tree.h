@@ -29,7 +29,9 @@ public:
   explicit operator bool() const { return IsDefined(); }
 
   const std::string& Scalar() const { return scalar_; }
-  size_t size() const { return kind_ == Kind::Map ? map_.size() : kind_ == Kind::Sequence ? seq_.size() : 0; }
+  size_t size() const {
+    return kind_ == Kind::Map ? map_.size() : kind_ == Kind::Sequence ? seq_.size() : 0;
+  }
   // Map lookup; an undefined node when absent or when this is not a map.
   const Node& operator[](std::string_view key) const;
   // Sequence element; an undefined node when out of range.

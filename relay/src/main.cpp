@@ -30,8 +30,12 @@ int main(int argc, char** argv) {
   app.add_option("--relay-pool", options.relayPool, "serve only this pool's connectors");
   app.add_option("--drain-timeout", drainSeconds, "seconds to let sessions finish on SIGTERM");
   app.add_option("--next-hop-timeout", nextHopTimeout, "seconds per next-hop command");
+  std::string protocolLogDir;
+  app.add_option("--protocol-log-dir", protocolLogDir,
+                 "directory for RECV*.log protocol logs of Verbose connectors (default: stdout)");
   CLI11_PARSE(app, argc, argv);
   options.manifests = manifests;
+  options.protocolLogDir = protocolLogDir;
   options.drainTimeout = std::chrono::seconds(drainSeconds);
   options.nextHopTimeout = std::chrono::seconds(nextHopTimeout);
   std::signal(SIGPIPE, SIG_IGN);
@@ -45,7 +49,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   asio::signal_set signals(io, SIGTERM, SIGINT);
-  std::function<void(const asio::error_code&, int)> onSignal = [&](const asio::error_code& ec, int sig) {
+  std::function<void(const asio::error_code&, int)> onSignal = [&](const asio::error_code& ec,
+                                                                   int sig) {
     if (ec) return;
     if (sig == SIGINT) {
       io.stop();

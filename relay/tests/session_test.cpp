@@ -1134,3 +1134,54 @@ TEST(SessionDirect, NoPolicyFailsClosedTemporarily) {
 
 }  // namespace
 }  // namespace kuberelay::smtp
+
+namespace kuberelay::smtp {
+namespace {
+
+std::vector<std::string> clientLines(const Output& out) {
+  std::vector<std::string> lines;
+  for (const auto& a : out.actions()) {
+    if (auto* l = std::get_if<action::ClientLine>(&a)) lines.emplace_back(l->text);
+  }
+  return lines;
+}
+
+// The protocol log sees commands, never secrets and never message content.
+TEST(SessionProtocolLog, MasksAuthAndLeavesOutContent) {
+  SessionConfig config;
+  config.protocolLog = true;
+  config.forwardMode = ForwardMode::PolicyOnly;
+  Direct d("examples/004-ip-restriction-flag", "127.0.0.40", 2525, config);
+  d.session.receive("EHLO c\r\nSTARTTLS\r\n", d.out);
+  EXPECT_EQ(clientLines(d.out), (std::vector<std::string>{"EHLO c", "STARTTLS"}));
+  d.out.clear();
+  d.session.onTlsEstablished(d.out);
+  d.session.receive("EHLO c\r\nAUTH PLAIN AGh1YjIAc2VjcmV0\r\n", d.out);
+  std::vector<std::string> lines = clientLines(d.out);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1], "AUTH PLAIN ****");
+  d.out.clear();
+  d.session.onCredentials(nullptr, d.out);
+  d.out.clear();
+  d.session.receive("AUTH LOGIN\r\nZGF2ZQ==\r\nc2VjcmV0\r\n", d.out);
+  d.out.clear();
+  d.session.onCredentials(nullptr, d.out);
+  d.out.clear();
+  d.session.receive("MAIL FROM:<a@customer.test>\r\nRCPT TO:<dave@example.com>\r\nDATA\r\n"
+                    "Subject: secret content\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+                    d.out);
+  for (const auto& l : clientLines(d.out)) {
+    EXPECT_EQ(l.find("secret"), std::string::npos) << l;
+    EXPECT_EQ(l.find("body"), std::string::npos) << l;
+  }
+  EXPECT_EQ(clientLines(d.out).back(), "QUIT");
+}
+
+TEST(SessionProtocolLog, OffByDefault) {
+  Direct d("examples/004-ip-restriction-flag", "127.0.0.40", 2525);
+  d.session.receive("EHLO c\r\nNOOP\r\n", d.out);
+  EXPECT_TRUE(clientLines(d.out).empty());
+}
+
+}  // namespace
+}  // namespace kuberelay::smtp

@@ -4,9 +4,9 @@
 #include <openssl/ssl.h>
 #include <unistd.h>
 
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/read_until.hpp>
 #include <asio/ssl/host_name_verification.hpp>
 #include <asio/steady_timer.hpp>
@@ -14,9 +14,9 @@
 #include <asio/write.hpp>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <chrono>
 #include <random>
 
 #include "log.h"
@@ -47,7 +47,8 @@ std::string newMessageId() {
 
 class DropDirectoryForwarder final : public Forwarder {
 public:
-  DropDirectoryForwarder(std::string dir, const ForwarderContext& ctx) : dir_(std::move(dir)), ctx_(ctx) {}
+  DropDirectoryForwarder(std::string dir, const ForwarderContext& ctx)
+      : dir_(std::move(dir)), ctx_(ctx) {}
   ~DropDirectoryForwarder() override { abandon(); }
 
   awaitable<NextHopReply> begin(std::string sender, smtp::MailParameters) override {
@@ -98,7 +99,8 @@ public:
     int fd = fd_;
     fd_ = -1;
     std::string tmp = tmpPath_, final = dir_ + "/" + id_ + ".eml", dir = dir_;
-    bool ok = co_await asio::co_spawn(*ctx_.blocking, commit(fd, tmp, final, dir), asio::use_awaitable);
+    bool ok =
+        co_await asio::co_spawn(*ctx_.blocking, commit(fd, tmp, final, dir), asio::use_awaitable);
     tmpPath_.clear();
     if (!ok) co_return reply(451, "4.3.0", "Could not write the message; try again later");
     co_return reply(250, "2.6.0", "<" + id_ + "> Queued mail for delivery");
@@ -255,8 +257,13 @@ public:
     writeFailed_ = false;
     inTransaction_ = false;
     inData_ = false;
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    if (ctx_.metrics) ctx_.metrics->forward(current_, seconds, r.code < 400 ? "" : r.code < 500 ? "transient" : "permanent");
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (ctx_.metrics)
+      ctx_.metrics->forward(current_, seconds,
+                            r.code < 400   ? ""
+                            : r.code < 500 ? "transient"
+                                           : "permanent");
     if (r.code >= 400 && r.code < 500 && !conn_) r = reply(451, "4.4.2", r.text);
     (void)size;
     co_return r;
@@ -308,7 +315,8 @@ private:
         fail(target, "ehlo", hello.text);
         continue;
       }
-      if (tlsMode_ != policy::ForwardTls::None && (conn_->starttls || tlsMode_ == policy::ForwardTls::Required)) {
+      if (tlsMode_ != policy::ForwardTls::None &&
+          (conn_->starttls || tlsMode_ == policy::ForwardTls::Required)) {
         if (!conn_->starttls) {
           last = reply(451, "4.7.5", "Next hop does not offer STARTTLS and TLS is required");
           fail(target, "tls", "STARTTLS not offered");
@@ -329,7 +337,8 @@ private:
       if (!username_.empty()) {
         if (!conn_->tls || !conn_->authPlain) {
           last = reply(451, "4.7.0", "Cannot authenticate to the next hop");
-          fail(target, "auth", conn_->tls ? "AUTH PLAIN not offered" : "refusing to send credentials without TLS");
+          fail(target, "auth",
+               conn_->tls ? "AUTH PLAIN not offered" : "refusing to send credentials without TLS");
           continue;
         }
         std::string token = std::string(1, '\0') + username_ + std::string(1, '\0') + password_;
@@ -418,9 +427,11 @@ private:
     arm();
     asio::error_code err;
     if (c->tls) {
-      std::tie(err, std::ignore) = co_await asio::async_write(*c->tls, asio::buffer(data), kNoThrow);
+      std::tie(err, std::ignore) =
+          co_await asio::async_write(*c->tls, asio::buffer(data), kNoThrow);
     } else {
-      std::tie(err, std::ignore) = co_await asio::async_write(c->socket, asio::buffer(data), kNoThrow);
+      std::tie(err, std::ignore) =
+          co_await asio::async_write(c->socket, asio::buffer(data), kNoThrow);
     }
     disarm();
     if (err) {
@@ -439,9 +450,11 @@ private:
       asio::error_code err;
       size_t n = 0;
       if (c->tls) {
-        std::tie(err, n) = co_await asio::async_read_until(*c->tls, asio::dynamic_buffer(c->input, 65536), "\n", kNoThrow);
+        std::tie(err, n) = co_await asio::async_read_until(
+            *c->tls, asio::dynamic_buffer(c->input, 65536), "\n", kNoThrow);
       } else {
-        std::tie(err, n) = co_await asio::async_read_until(c->socket, asio::dynamic_buffer(c->input, 65536), "\n", kNoThrow);
+        std::tie(err, n) = co_await asio::async_read_until(
+            c->socket, asio::dynamic_buffer(c->input, 65536), "\n", kNoThrow);
       }
       disarm();
       if (err) {
@@ -452,7 +465,8 @@ private:
       c->input.erase(0, n);
       while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
       uint16_t code = 0;
-      if (line.size() < 3 || std::from_chars(line.data(), line.data() + 3, code).ec != std::errc()) {
+      if (line.size() < 3 ||
+          std::from_chars(line.data(), line.data() + 3, code).ec != std::errc()) {
         fail(current_, "protocol", "malformed reply");
         co_return reply(451, "4.4.2", "The next hop sent a malformed reply");
       }
@@ -470,7 +484,8 @@ private:
     t = t.substr(lastLine);
     size_t sp = t.find(' ');
     std::string_view first = t.substr(0, sp);
-    if (first.size() >= 5 && (first[0] == '2' || first[0] == '4' || first[0] == '5') && first[1] == '.') {
+    if (first.size() >= 5 && (first[0] == '2' || first[0] == '4' || first[0] == '5') &&
+        first[1] == '.') {
       r.enhanced = std::string(first);
       std::string rest = sp == std::string_view::npos ? "" : std::string(t.substr(sp + 1));
       r.text = r.text.substr(0, lastLine) + rest;
@@ -552,7 +567,8 @@ private:
 std::unique_ptr<Forwarder> makeForwarder(const policy::CompiledConnector& connector,
                                          const ForwarderContext& context) {
   if (!connector.spec.forwarding.dropDirectory.empty()) {
-    return std::make_unique<DropDirectoryForwarder>(connector.spec.forwarding.dropDirectory, context);
+    return std::make_unique<DropDirectoryForwarder>(connector.spec.forwarding.dropDirectory,
+                                                    context);
   }
   return std::make_unique<SmarthostForwarder>(connector, context);
 }

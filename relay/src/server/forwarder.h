@@ -56,7 +56,7 @@ struct ForwarderContext {
   asio::any_io_executor io;
   asio::thread_pool* blocking = nullptr;  // fsync and the like
   Metrics* metrics = nullptr;
-  std::string hostName;                   // our EHLO name
+  std::string hostName;  // our EHLO name
   std::chrono::milliseconds timeout{60000};
 };
 

@@ -29,7 +29,7 @@ struct ProxyParse {
   ProxyStatus status = ProxyStatus::NeedMore;
   size_t consumed = 0;  // octets of the header, when Complete
   ProxyHeader header;
-  std::string error;    // when Invalid
+  std::string error;  // when Invalid
 };
 
 inline constexpr size_t kProxyV1MaxLength = 107;

@@ -3,9 +3,9 @@
 #include <openssl/ssl.h>
 #include <unistd.h>
 
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/v6_only.hpp>
 #include <asio/read_until.hpp>
 #include <asio/ssl/stream.hpp>
@@ -89,8 +89,11 @@ struct Relay::ListenerState {
 class Relay::Connection : public std::enable_shared_from_this<Relay::Connection> {
 public:
   Connection(Relay& relay, tcp::socket socket, std::shared_ptr<ListenerState> listener)
-      : relay_(relay), socket_(std::move(socket)), listener_(std::move(listener)),
-        watchdog_(socket_.get_executor()), tarpit_(socket_.get_executor()) {}
+      : relay_(relay),
+        socket_(std::move(socket)),
+        listener_(std::move(listener)),
+        watchdog_(socket_.get_executor()),
+        tarpit_(socket_.get_executor()) {}
 
   static awaitable<void> run(std::shared_ptr<Connection> self) { co_await self->serve(); }
   static awaitable<void> watch(std::shared_ptr<Connection> self) { co_await self->watchdog(); }
@@ -137,8 +140,9 @@ private:
       sessionDeadline_ = Clock::now() + l.connectionTimeout;
       inactivity_ = l.connectionInactivityTimeout;
       readDeadline_ = Clock::now() + inactivity_;
-      forwarder_ = makeForwarder(*connector_, {socket_.get_executor(), &relay_.blocking_, &relay_.metrics_,
-                                               relay_.options_.hostName, relay_.options_.nextHopTimeout});
+      forwarder_ =
+          makeForwarder(*connector_, {socket_.get_executor(), &relay_.blocking_, &relay_.metrics_,
+                                      relay_.options_.hostName, relay_.options_.nextHopTimeout});
     }
     prometheus::Gauge* active = allowed ? &relay_.metrics_.active(connectorId_) : nullptr;
     if (active) active->Increment();
@@ -146,6 +150,12 @@ private:
     smtp::SessionConfig config;
     config.hostName = relay_.options_.hostName;
     config.clientAddress = facts_.remoteAddress.toString();
+    verbose_ = connector_ && connector_->spec.protocolLogging == policy::ProtocolLogging::Verbose;
+    config.protocolLog = verbose_;
+    localText_ = local.address().to_string() + ":" + std::to_string(local.port());
+    remoteText_ = facts_.remoteAddress.toString() + ":" + std::to_string(peer.port());
+    protocol('+', "",
+             socketPeer_ == facts_.remoteAddress ? "" : "via PROXY from " + socketPeer_.toString());
     smtp_.emplace(std::move(session), std::move(config));
 
     if (allowed && listener_->implicitTls) {
@@ -179,7 +189,15 @@ private:
     finish(active);
   }
 
+  void protocol(char event, std::string_view data, std::string_view context = {}) {
+    if (verbose_) {
+      relay_.protocolLog_->write(connectorId_, sessionId_, sequence_++, localText_, remoteText_,
+                                 event, data, context);
+    }
+  }
+
   void finish(prometheus::Gauge* active) {
+    protocol('-', "");
     if (active) active->Decrement();
     release();
     asio::error_code ignored;
@@ -285,6 +303,17 @@ private:
       if (auto* r = std::get_if<smtp::action::Reply>(&a)) {
         pending += out.text(*r);
         relay_.metrics_.reply(connectorId_, r->code);
+        if (verbose_) {
+          std::string_view text = out.text(*r);
+          for (size_t pos = 0; pos < text.size();) {
+            size_t end = text.find("\r\n", pos);
+            if (end == std::string_view::npos) end = text.size();
+            protocol('>', text.substr(pos, end - pos));
+            pos = end + 2;
+          }
+        }
+      } else if (auto* line = std::get_if<smtp::action::ClientLine>(&a)) {
+        protocol('<', line->text);
       } else if (auto* t = std::get_if<smtp::action::Tarpit>(&a)) {
         if (!co_await flush()) co_return false;
         tarpit_.expires_after(t->delay);
@@ -301,7 +330,8 @@ private:
       } else if (auto* v = std::get_if<smtp::action::VerifyCredentials>(&a)) {
         if (!co_await flush()) co_return false;
         const policy::UserEntry* user = co_await asio::co_spawn(
-            relay_.blocking_, verify(policy_, connector_->index, std::string(v->user), std::string(v->password)),
+            relay_.blocking_,
+            verify(policy_, connector_->index, std::string(v->user), std::string(v->password)),
             asio::use_awaitable);
         smtp::Output next;
         smtp_->onCredentials(user, next);
@@ -310,7 +340,8 @@ private:
         if (!co_await flush()) co_return false;
         NextHopReply reply;
         if (rateLimited()) {
-          reply = {451, "4.7.0", "Message submission rate for this client has exceeded the configured limit"};
+          reply = {451, "4.7.0",
+                   "Message submission rate for this client has exceeded the configured limit"};
         } else {
           reply = co_await forwarder_->begin(std::string(b->sender), b->params);
         }
@@ -328,7 +359,11 @@ private:
       } else if (auto* e = std::get_if<smtp::action::EndOfData>(&a)) {
         if (!co_await flush()) co_return false;
         NextHopReply reply = co_await forwarder_->endOfData(e->size);
-        relay_.metrics_.message(connectorId_, reply.code < 400 ? "accepted" : reply.code < 500 ? "deferred" : "rejected", e->size);
+        relay_.metrics_.message(connectorId_,
+                                reply.code < 400   ? "accepted"
+                                : reply.code < 500 ? "deferred"
+                                                   : "rejected",
+                                e->size);
         co_return co_await answer(reply);
       } else if (std::holds_alternative<smtp::action::ResetTransaction>(a)) {
         if (forwarder_) co_await forwarder_->reset();
@@ -359,7 +394,8 @@ private:
     const bool nextHop = d.reason.rfind("next_hop", 0) == 0;
     switch (nextHop ? smtp::EventStage::Protocol : ev.stage) {
       case smtp::EventStage::Auth:
-        relay_.metrics_.auth(connectorId_, "PLAIN/LOGIN", d.allowed ? "success" : std::string(d.reason));
+        relay_.metrics_.auth(connectorId_, "PLAIN/LOGIN",
+                             d.allowed ? "success" : std::string(d.reason));
         break;
       case smtp::EventStage::Mail:
         relay_.metrics_.senderDecision(connectorId_, d.allowed, d.reason);
@@ -372,23 +408,28 @@ private:
     }
     if (d.allowed && ev.stage != smtp::EventStage::Connect) return;
     std::string reply = d.reply.toString();
-    log("info", "decision", {{"connector", connectorId_},
-                             {"client", facts_.remoteAddress.toString()},
-                             {"stage", smtp::toString(ev.stage)},
-                             {"reply", reply},
-                             {"reason", d.reason},
-                             {"principal", smtp_->policy().principalDescription()}});
+    log("info", "decision",
+        {{"session", sessionId_},
+         {"connector", connectorId_},
+         {"client", facts_.remoteAddress.toString()},
+         {"stage", smtp::toString(ev.stage)},
+         {"reply", reply},
+         {"reason", d.reason},
+         {"principal", smtp_->policy().principalDescription()}});
   }
 
   std::string receivedHeader() const {
     std::string with = tls_ ? "ESMTPS" : "ESMTP";
     if (smtp_->policy().isAuthenticated()) with += "A";
-    std::string h = "Received: from " + std::string(smtp_->heloName().empty() ? "unknown" : smtp_->heloName()) +
-                    " ([" + facts_.remoteAddress.toString() + "]) by " + relay_.options_.hostName +
+    std::string h = "Received: from " +
+                    std::string(smtp_->heloName().empty() ? "unknown" : smtp_->heloName()) + " ([" +
+                    facts_.remoteAddress.toString() + "]) by " + relay_.options_.hostName +
                     " (KubeRelay, connector " + connectorId_ + ")";
+    h += "\r\n\tid " + sessionId_;
     if (tls_) {
       SSL* ssl = tls_->native_handle();
-      h += std::string("\r\n\t(version=") + SSL_get_version(ssl) + " cipher=" + SSL_get_cipher_name(ssl) + ")";
+      h += std::string("\r\n\t(version=") + SSL_get_version(ssl) +
+           " cipher=" + SSL_get_cipher_name(ssl) + ")";
     }
     h += "\r\n\twith " + with + "; " + rfc5322Date() + "\r\n";
     return h;
@@ -400,10 +441,18 @@ private:
     tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *ctx);
     readDeadline_ = std::min(Clock::now() + std::chrono::seconds(30), sessionDeadline_);
     auto [err] = co_await tls_->async_handshake(asio::ssl::stream_base::server, kNoThrow);
+    if (!err) {
+      SSL* ssl = tls_->native_handle();
+      protocol('*', "TLS negotiated",
+               std::string(SSL_get_version(ssl)) + " " + SSL_get_cipher_name(ssl));
+    }
     if (err) {
-      log("info", "TLS handshake failed", {{"connector", connectorId_},
-                                           {"client", facts_.remoteAddress.toString()},
-                                           {"error", err.message()}});
+      protocol('*', "TLS negotiation failed", err.message());
+      log("info", "TLS handshake failed",
+          {{"session", sessionId_},
+           {"connector", connectorId_},
+           {"client", facts_.remoteAddress.toString()},
+           {"error", err.message()}});
       co_return false;
     }
     co_return true;
@@ -420,7 +469,8 @@ private:
     if (tls_) {
       std::tie(err, std::ignore) = co_await asio::async_write(*tls_, asio::buffer(data), kNoThrow);
     } else {
-      std::tie(err, std::ignore) = co_await asio::async_write(socket_, asio::buffer(data), kNoThrow);
+      std::tie(err, std::ignore) =
+          co_await asio::async_write(socket_, asio::buffer(data), kNoThrow);
     }
     co_return !err;
   }
@@ -469,11 +519,20 @@ private:
   Clock::time_point readDeadline_;
   std::chrono::milliseconds inactivity_{std::chrono::minutes(5)};
   int counted_ = 0;  // 3 once counted toward the limits
+  std::string sessionId_ = newSessionId();
+  uint32_t sequence_ = 0;
+  bool verbose_ = false;  // the connector's protocolLogging is Verbose
+  std::string localText_;
+  std::string remoteText_;
   bool timedOut_ = false;
 };
 
 Relay::Relay(asio::io_context& io, RelayOptions options)
-    : io_(io), options_(std::move(options)), counters_(std::make_unique<Counters>()), reloadTimer_(io) {
+    : io_(io),
+      options_(std::move(options)),
+      protocolLog_(std::make_unique<ProtocolLog>(options_.protocolLogDir)),
+      counters_(std::make_unique<Counters>()),
+      reloadTimer_(io) {
   if (options_.hostName.empty()) options_.hostName = machineHostName();
   if (!options_.manifests.empty()) manifests_.emplace(options_.manifests, options_.relayPool);
 }
@@ -483,7 +542,8 @@ Relay::~Relay() { blocking_.join(); }
 void Relay::start() {
   // Admin endpoint first: /readyz answers 503 until a policy is in force.
   std::string host = options_.adminAddress.substr(0, options_.adminAddress.rfind(':'));
-  auto port = static_cast<uint16_t>(std::stoi(options_.adminAddress.substr(options_.adminAddress.rfind(':') + 1)));
+  auto port = static_cast<uint16_t>(
+      std::stoi(options_.adminAddress.substr(options_.adminAddress.rfind(':') + 1)));
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   tcp::endpoint ep(asio::ip::make_address(host), port);
   admin_ = std::make_unique<tcp::acceptor>(io_, ep);
@@ -528,8 +588,9 @@ void Relay::applyPolicy(LoadedPolicyPtr policy) {
   if (previous && previous->snapshot->version() == policy->snapshot->version()) return;
   store_.set(policy);
   metrics_.policyLoaded(policy->snapshot->version(), true);
-  log("info", "policy applied", {{"version", policy->snapshot->version()},
-                                 {"connectors", std::to_string(policy->snapshot->connectors().size())}});
+  log("info", "policy applied",
+      {{"version", policy->snapshot->version()},
+       {"connectors", std::to_string(policy->snapshot->connectors().size())}});
   if (!draining_) syncListeners(*policy->snapshot);
 }
 
@@ -581,7 +642,8 @@ void Relay::syncListeners(const policy::Snapshot& snapshot) {
       log("error", "cannot listen", {{"binding", text}, {"error", ec.message()}});
       continue;
     }
-    log("info", "listening", {{"binding", text}, {"tls", l->implicitTls ? "implicit" : "starttls"}});
+    log("info", "listening",
+        {{"binding", text}, {"tls", l->implicitTls ? "implicit" : "starttls"}});
     listeners_[text] = state;
     asio::co_spawn(io_, acceptLoop(state), asio::detached);
   }
@@ -624,7 +686,8 @@ awaitable<void> Relay::adminLoop() {
     if (err) co_return;
     std::string request;
     asio::steady_timer guard(io_, std::chrono::seconds(5));
-    auto [rerr, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(request, 8192), "\r\n\r\n", kNoThrow);
+    auto [rerr, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(request, 8192),
+                                                     "\r\n\r\n", kNoThrow);
     if (rerr) continue;
     std::string path = request.substr(0, request.find("\r\n"));
     size_t sp1 = path.find(' '), sp2 = path.rfind(' ');
@@ -648,8 +711,8 @@ awaitable<void> Relay::adminLoop() {
       body = "not found\n";
     }
     std::string response = "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
-                            "\r\nContent-Length: " + std::to_string(body.size()) +
-                            "\r\nConnection: close\r\n\r\n" + body;
+                           "\r\nContent-Length: " + std::to_string(body.size()) +
+                           "\r\nConnection: close\r\n\r\n" + body;
     co_await asio::async_write(socket, asio::buffer(response), kNoThrow);
     asio::error_code ignored;
     socket.shutdown(tcp::socket::shutdown_both, ignored);

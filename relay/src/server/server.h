@@ -26,17 +26,19 @@
 
 #include "metrics.h"
 #include "policy_store.h"
+#include "protocol_log.h"
 
 namespace kuberelay::relay {
 
 struct RelayOptions {
   std::filesystem::path manifests;  // local mode: the directory of YAML/JSON manifests
   std::string relayPool = "default";
-  std::string hostName;             // EHLO / banner name; default: the machine's host name
+  std::string hostName;  // EHLO / banner name; default: the machine's host name
   std::string adminAddress = "127.0.0.1:9090";
   std::chrono::milliseconds reloadInterval{1000};
   std::chrono::milliseconds drainTimeout{30000};
   std::chrono::milliseconds nextHopTimeout{60000};
+  std::filesystem::path protocolLogDir;  // empty: protocol log lines go to standard output
 };
 
 class Relay {
@@ -71,6 +73,7 @@ private:
   RelayOptions options_;
   Metrics metrics_;
   PolicyStore store_;
+  std::unique_ptr<ProtocolLog> protocolLog_;
   std::optional<ManifestDirectory> manifests_;
   asio::thread_pool blocking_{2};
   std::map<std::string, std::shared_ptr<ListenerState>> listeners_;  // by binding text

@@ -264,7 +264,25 @@ void Session::compactPending() {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
+void Session::logClientLine(const Line& line, Output& out) {
+  if (phase_ != Phase::Command) {
+    out.push(action::ClientLine{"****"});  // a SASL response: a password, or part of one
+    return;
+  }
+  std::string_view text = line.text;
+  if (text.size() > 5 && (text[0] == 'A' || text[0] == 'a') && parseCommand(text).verb == Verb::Auth) {
+    // "AUTH PLAIN <initial response>": keep the mechanism, mask the rest.
+    size_t mech = text.find_first_not_of(' ', 4);
+    size_t end = mech == std::string_view::npos ? text.size() : text.find(' ', mech);
+    loggedLine_.assign(text.substr(0, end == std::string_view::npos ? text.size() : end));
+    if (end != std::string_view::npos) loggedLine_ += " ****";
+    text = loggedLine_;
+  }
+  out.push(action::ClientLine{text});
+}
+
 void Session::handleLine(const Line& line, Output& out) {
+  if (config_.protocolLog) logClientLine(line, out);
   if (phase_ != Phase::Command) {
     authResponse(line, out);
     return;

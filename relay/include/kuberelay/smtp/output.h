@@ -85,6 +85,11 @@ struct EndOfData {
 // Drop whatever the next hop holds of the current transaction (RSET, or close the next-hop
 // connection if it is inside DATA). Nothing of it may be delivered.
 struct ResetTransaction {};
+// A command line as the client sent it, for the protocol log; AUTH secrets are masked and DATA
+// content never appears. Only emitted when SessionConfig::protocolLog is set.
+struct ClientLine {
+  std::string_view text;
+};
 // A decision, for metrics and logs (counters by stage and reason; never parse reply text).
 struct Event {
   EventStage stage;
@@ -95,7 +100,8 @@ struct Event {
 using Action = std::variant<action::Reply, action::StartTls, action::Close, action::Tarpit,
                             action::VerifyCredentials, action::BeginTransaction,
                             action::AddRecipient, action::BeginData, action::BodyChunk,
-                            action::EndOfData, action::ResetTransaction, action::Event>;
+                            action::EndOfData, action::ResetTransaction, action::ClientLine,
+                            action::Event>;
 
 class Output {
 public:

@@ -56,6 +56,7 @@ struct SessionConfig {
   ForwardMode forwardMode = ForwardMode::InLine;
   bool normalizeBareLineEndings = false;  // else content with bare CR/LF is refused (550 5.6.11)
   size_t maxPendingInput = kMaxPendingInput;
+  bool protocolLog = false;  // emit ClientLine actions (connector protocolLogging: Verbose)
 };
 
 enum class Waiting : uint8_t {
@@ -115,6 +116,7 @@ private:
   void compactPending();
 
   void handleLine(const Line& line, Output& out);
+  void logClientLine(const Line& line, Output& out);
   void handleCommand(std::string_view text, Output& out);
   void hello(Hello kind, std::string_view argument, Output& out);
   void mail(std::string_view argument, Output& out);
@@ -165,7 +167,8 @@ private:
   bool closed_ = false;
   Hello hello_ = Hello::None;
   std::string heloName_;
-  std::string banner_;  // "relay-0.example KubeRelay ESMTP service ready"
+  std::string banner_;
+  std::string loggedLine_;  // the masked line of the last ClientLine  // "relay-0.example KubeRelay ESMTP service ready"
   std::string greeting_;  // "relay.example Hello [192.0.2.1]"
 
   // The transaction.
