@@ -234,10 +234,9 @@ TEST(Compiler, ImplicitTlsAndPlainCannotShareAPort) {
   twin.remoteIPRanges = {*parseIpRange("10.0.0.0/8").range};
   set.connectors.push_back(twin);
   auto conflict = compile(set);
-  EXPECT_THAT(
-      errorsOf(conflict),
-      ElementsAre(::testing::HasSubstr("ReceiveConnector default/zz-implicit: spec.tls.implicit: "
-                                       "binding 0.0.0.0:2587 is plain/STARTTLS")));
+  EXPECT_THAT(errorsOf(conflict), ElementsAre(::testing::HasSubstr(
+                                      "ReceiveConnector default/zz-implicit: spec.tls.implicit: "
+                                      "binding 0.0.0.0:2587 is plain/STARTTLS")));
 }
 
 TEST(Compiler, UsersSecretLinesAreParsed) {

@@ -246,11 +246,11 @@ TEST(Session, MailAndRcptSyntax) {
   Harness h = relay();
   h.render.tarpits = false;
   h.render.forwarding = false;
-  h.expect(
-      {send("EHLO c\r\nMAIL FROM:<a b@example.com>\r\nMAIL TO:<a@example.com>\r\n"
-            "MAIL FROM:<a@example.com> X-UNKNOWN=1\r\nMAIL FROM:<a@example.com> SIZE=big\r\n"
-            "RSET\r\nQUIT\r\n")},
-      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 501 5.1.7 Bad sender address syntax
+  h.expect({send("EHLO c\r\nMAIL FROM:<a b@example.com>\r\nMAIL TO:<a@example.com>\r\n"
+                 "MAIL FROM:<a@example.com> X-UNKNOWN=1\r\nMAIL FROM:<a@example.com> SIZE=big\r\n"
+                 "RSET\r\nQUIT\r\n")},
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
+                    R"(S: 501 5.1.7 Bad sender address syntax
 S: 501 5.5.4 Syntax: MAIL FROM:<address>
 S: 555 5.5.4 Unsupported option
 S: 501 5.5.4 Syntax error in parameters
@@ -263,7 +263,8 @@ X: CLOSE
             "MAIL FROM:<j\xc3\xb6rg@example.com>\r\n"
             "MAIL FROM:<@hop.example:a@example.com> AUTH=<>\r\n"
             "RCPT TO:<>\r\nRCPT TO:<b@example.org> NOTIFY=NEVER\r\nRCPT TO:b@example.org\r\n")},
-      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 555 5.5.4 Unsupported option
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
+               R"(S: 555 5.5.4 Unsupported option
 S: 553 5.6.7 Non-ASCII address requires SMTPUTF8
 S: 250 2.1.0 Sender OK
 S: 501 5.1.3 Bad recipient address syntax
@@ -312,8 +313,9 @@ TEST(Session, LineTooLongIsAnsweredAndSkippedKeepingSync) {
   // 511 octets + CRLF: one over. Inside it, text that must not run as commands.
   std::string longLine = "NOOP " + std::string(200, 'x') + "\nQUIT\r" + std::string(300, 'y');
   longLine.resize(511, 'z');
-  h.expect({send("EHLO c\r\n" + longLine + "\r\nNOOP\r\n" + std::string(510, 'n') + "\r\n")},
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 500 5.5.2 Line too long
+  h.expect(
+      {send("EHLO c\r\n" + longLine + "\r\nNOOP\r\n" + std::string(510, 'n') + "\r\n")},
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 500 5.5.2 Line too long
 S: 250 2.0.0 OK
 S: 500 5.3.3 Unrecognized command
 )"));
@@ -631,8 +633,9 @@ X: CLOSE
 TEST(Session, RefusedContentResetsTheNextHop) {
   Harness h = relay();
   h.render.tarpits = false;
-  h.expect(messageOnRelay("a\r\nb\nc\r\n.\r\n"),
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+  h.expect(
+      messageOnRelay("a\r\nb\nc\r\n.\r\n"),
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -648,8 +651,9 @@ X: CLOSE
 TEST(Session, NormaliseOptionForwardsBareLineEndingsAsCrlf) {
   Harness h = relay();
   h.config.normalizeBareLineEndings = true;
-  h.expect(messageOnRelay("a\nb\rc\n.\nd\r\n.\r\n"),
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+  h.expect(
+      messageOnRelay("a\nb\rc\n.\nd\r\n.\r\n"),
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -749,9 +753,10 @@ S: 250 2.1.0 Sender OK
 
 TEST(Session, BdatChunksWithLast) {
   Harness h = relay();
-  h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
-                 "BDAT 8\r\nSubject:BDAT 10 LAST\r\n x\r\n.\r\nx\r\nQUIT\r\n")},
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+  h.expect(
+      {send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
+            "BDAT 8\r\nSubject:BDAT 10 LAST\r\n x\r\n.\r\nx\r\nQUIT\r\n")},
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -768,9 +773,10 @@ X: CLOSE
 TEST(Session, BdatZeroLastEndsTheMessageAndDataCannotFollow) {
   Harness h = relay();
   h.render.tarpits = false;
-  h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
-                 "BDAT 6\r\nhello\nDATA\r\nRCPT TO:<y@example.org>\r\nBDAT 0 LAST\r\n")},
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+  h.expect(
+      {send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<x@example.org>\r\n"
+            "BDAT 6\r\nhello\nDATA\r\nRCPT TO:<y@example.org>\r\nBDAT 0 LAST\r\n")},
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -812,7 +818,8 @@ TEST(Session, BdatOutOfSequenceSkipsItsChunk) {
   h.render.tarpits = false;
   h.expect({send("EHLO c\r\nBDAT 12\r\nQUIT\r\nQUIT\r\nMAIL FROM:<app@example.com>\r\nBDAT 6 "
                  "LAST\r\nNOOP\r\nNOOP\r\n")},
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 503 5.5.1 Need mail command
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
+                    R"(S: 503 5.5.1 Need mail command
 F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 S: 503 5.5.1 Need rcpt command
@@ -823,9 +830,9 @@ S: 250 2.0.0 OK
 TEST(Session, BdatWithoutAUsableSizeLosesSyncAndCloses) {
   Harness h = relay();
   h.render.tarpits = false;
-  h.expect(
-      {send("EHLO c\r\nBDAT many\r\nNOOP\r\n")},
-      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(S: 501 5.5.4 Syntax: BDAT size [LAST]
+  h.expect({send("EHLO c\r\nBDAT many\r\nNOOP\r\n")},
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
+                    R"(S: 501 5.5.4 Syntax: BDAT size [LAST]
 S: 421 4.7.0 Lost synchronization with client, closing transmission channel
 X: CLOSE
 )"));
@@ -834,9 +841,9 @@ X: CLOSE
 TEST(Session, BdatBinaryMimeIsNotOffered) {
   Harness h = relay();
   h.render.tarpits = false;
-  h.expect(
-      {send("EHLO c\r\nMAIL FROM:<app@example.com> BODY=BINARYMIME\r\n")},
-      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", "S: 555 5.5.4 Unsupported option\n"));
+  h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com> BODY=BINARYMIME\r\n")},
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
+                    "S: 555 5.5.4 Unsupported option\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -849,10 +856,11 @@ TEST(Session, NextHopRepliesAreRelayed) {
     if (rcpt == "unknown@example.org") return policy::Reply{550, "5.1.1", "User unknown"};
     return std::nullopt;
   };
-  h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<unknown@example.org>\r\n"
-                 "DATA\r\nRCPT TO:<known@example.org>\r\nDATA\r\n"),
-            send("x\r\n.\r\n")},
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+  h.expect(
+      {send("EHLO c\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<unknown@example.org>\r\n"
+            "DATA\r\nRCPT TO:<known@example.org>\r\nDATA\r\n"),
+       send("x\r\n.\r\n")},
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <unknown@example.org>
 S: 550 5.1.1 User unknown
@@ -870,8 +878,9 @@ S: 250 2.6.0 <id@next-hop> Queued mail for delivery
 TEST(Session, FailedNextHopIsATemporaryFailure) {
   Harness h = relay();
   h.nextHop.end = policy::Reply{0, "", "connection reset"};
-  h.expect(messageOnRelay("x\r\n.\r\n"),
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
+  h.expect(
+      messageOnRelay("x\r\n.\r\n"),
+      withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", R"(F: MAIL <app@example.com>
 S: 250 2.1.0 Sender OK
 F: RCPT <x@example.org>
 S: 250 2.1.5 Recipient OK
@@ -916,7 +925,8 @@ TEST(Session, NextHopControlCharactersCannotAddReplyLines) {
   h.nextHop.mail = policy::Reply{250, "2.1.0", "OK\r\n250 forged"};
   h.render.forwarding = false;
   h.expect({send("EHLO c\r\nMAIL FROM:<app@example.com>\r\n")},
-           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n", "S: 250 2.1.0 OK  250 forged\n"));
+           withEhlo("\nS: 220 relay.test KubeRelay ESMTP service ready\n",
+                    "S: 250 2.1.0 OK  250 forged\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1167,9 +1177,10 @@ TEST(SessionProtocolLog, MasksAuthAndLeavesOutContent) {
   d.out.clear();
   d.session.onCredentials(nullptr, d.out);
   d.out.clear();
-  d.session.receive("MAIL FROM:<a@customer.test>\r\nRCPT TO:<dave@example.com>\r\nDATA\r\n"
-                    "Subject: secret content\r\n\r\nbody\r\n.\r\nQUIT\r\n",
-                    d.out);
+  d.session.receive(
+      "MAIL FROM:<a@customer.test>\r\nRCPT TO:<dave@example.com>\r\nDATA\r\n"
+      "Subject: secret content\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+      d.out);
   for (const auto& l : clientLines(d.out)) {
     EXPECT_EQ(l.find("secret"), std::string::npos) << l;
     EXPECT_EQ(l.find("body"), std::string::npos) << l;

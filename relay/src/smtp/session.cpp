@@ -270,7 +270,8 @@ void Session::logClientLine(const Line& line, Output& out) {
     return;
   }
   std::string_view text = line.text;
-  if (text.size() > 5 && (text[0] == 'A' || text[0] == 'a') && parseCommand(text).verb == Verb::Auth) {
+  if (text.size() > 5 && (text[0] == 'A' || text[0] == 'a') &&
+      parseCommand(text).verb == Verb::Auth) {
     // "AUTH PLAIN <initial response>": keep the mechanism, mask the rest.
     size_t mech = text.find_first_not_of(' ', 4);
     size_t end = mech == std::string_view::npos ? text.size() : text.find(' ', mech);

@@ -97,11 +97,11 @@ struct Event {
 };
 }  // namespace action
 
-using Action = std::variant<action::Reply, action::StartTls, action::Close, action::Tarpit,
-                            action::VerifyCredentials, action::BeginTransaction,
-                            action::AddRecipient, action::BeginData, action::BodyChunk,
-                            action::EndOfData, action::ResetTransaction, action::ClientLine,
-                            action::Event>;
+using Action =
+    std::variant<action::Reply, action::StartTls, action::Close, action::Tarpit,
+                 action::VerifyCredentials, action::BeginTransaction, action::AddRecipient,
+                 action::BeginData, action::BodyChunk, action::EndOfData, action::ResetTransaction,
+                 action::ClientLine, action::Event>;
 
 class Output {
 public:

@@ -168,8 +168,9 @@ private:
   Hello hello_ = Hello::None;
   std::string heloName_;
   std::string banner_;
-  std::string loggedLine_;  // the masked line of the last ClientLine  // "relay-0.example KubeRelay ESMTP service ready"
-  std::string greeting_;  // "relay.example Hello [192.0.2.1]"
+  std::string loggedLine_;  // the masked line of the last ClientLine  // "relay-0.example KubeRelay
+                            // ESMTP service ready"
+  std::string greeting_;    // "relay.example Hello [192.0.2.1]"
 
   // The transaction.
   bool mailAccepted_ = false;
