@@ -37,6 +37,8 @@ constexpr std::string_view kProxyRefusedReply =
     "554 5.7.1 PROXY protocol is not accepted from this address\r\n";
 constexpr std::string_view kProxyInvalidReply = "421 4.7.0 Invalid PROXY protocol header\r\n";
 constexpr std::string_view kTimeoutReply = "421 4.4.1 Connection timed out\r\n";
+constexpr std::string_view kDrainingReply =
+    "421 4.3.2 Service shutting down, closing transmission channel\r\n";
 constexpr size_t kReadChunk = 16 * 1024;
 
 policy::IpAddress toIp(const asio::ip::address& a) {
@@ -96,6 +98,17 @@ public:
         tarpit_(socket_.get_executor()) {}
 
   static awaitable<void> run(std::shared_ptr<Connection> self) { co_await self->serve(); }
+  void interrupt() {
+    asio::error_code ignored;
+    socket_.cancel(ignored);
+  }
+  // Ends the session now: a best-effort 421, then close. The forwarder is dropped with the
+  // connection, so a next hop never commits a half-sent message.
+  void abort() {
+    asio::error_code ignored;
+    if (!tls_) asio::write(socket_, asio::buffer(kDrainingReply), ignored);
+    socket_.close(ignored);
+  }
   static awaitable<void> watch(std::shared_ptr<Connection> self) { co_await self->watchdog(); }
 
 private:
@@ -173,8 +186,18 @@ private:
     while (open && !smtp_->closed()) {
       readDeadline_ = std::min(Clock::now() + inactivity_, sessionDeadline_);
       auto [err, n] = co_await readSome(asio::buffer(buffer));
+      if (err == asio::error::operation_aborted && relay_.draining_ && !timedOut_ &&
+          socket_.is_open()) {
+        if (smtp_->inTransaction()) continue;  // let the transaction finish
+        co_await writeTls(kDrainingReply);
+        break;
+      }
       if (err || n == 0) {
         if (timedOut_) co_await writeTls(kTimeoutReply);
+        break;
+      }
+      if (relay_.draining_ && !smtp_->inTransaction()) {
+        co_await writeTls(kDrainingReply);  // a new command while draining
         break;
       }
       std::string_view bytes(buffer.data(), n);
@@ -660,6 +683,8 @@ awaitable<void> Relay::acceptLoop(std::shared_ptr<ListenerState> listener) {
       continue;
     }
     auto conn = std::make_shared<Connection>(*this, std::move(socket), listener);
+    std::erase_if(live_, [](const auto& w) { return w.expired(); });
+    live_.push_back(conn);
     asio::co_spawn(io_, Connection::run(conn), [](std::exception_ptr e) {
       if (!e) return;
       try {
@@ -731,6 +756,10 @@ void Relay::drain() {
   }
   listeners_.clear();
   reloadTimer_.cancel();
+  // Wake every session blocked in a read: idle ones say 421 and close, busy ones go on.
+  for (const auto& w : live_) {
+    if (auto c = w.lock()) c->interrupt();
+  }
   asio::co_spawn(io_, drainLoop(), asio::detached);
 }
 
@@ -742,6 +771,9 @@ awaitable<void> Relay::drainLoop() {
     co_await t.async_wait(kNoThrow);
   }
   log("info", "drained", {{"open_sessions", std::to_string(counters_->total)}});
+  for (const auto& w : live_) {
+    if (auto c = w.lock()) c->abort();  // past the deadline: 421 and close, nothing delivered
+  }
   if (admin_) {
     asio::error_code ignored;
     admin_->close(ignored);

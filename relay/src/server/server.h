@@ -47,7 +47,9 @@ public:
   ~Relay();
   // Loads the policy, opens listeners and the admin port. Throws on an unusable admin address.
   void start();
-  // Stops accepting, lets sessions finish up to drainTimeout, then stops the io_context.
+  // Stops accepting and turns /readyz false; idle sessions and new commands get 421 4.3.2,
+  // transactions in flight finish (up to drainTimeout), then the io_context stops. A second
+  // call ends everything at once.
   void drain();
 
   // For the admin server and tests.
@@ -77,6 +79,7 @@ private:
   std::optional<ManifestDirectory> manifests_;
   asio::thread_pool blocking_{2};
   std::map<std::string, std::shared_ptr<ListenerState>> listeners_;  // by binding text
+  std::vector<std::weak_ptr<Connection>> live_;                      // for draining
   std::unique_ptr<Counters> counters_;
   std::unique_ptr<asio::ip::tcp::acceptor> admin_;
   uint16_t adminPort_ = 0;

@@ -85,6 +85,12 @@ public:
   Waiting waiting() const { return waiting_; }
   bool wantsInput() const { return !closed_ && waiting_ == Waiting::Nothing; }
   bool closed() const { return closed_; }
+  // A mail transaction is under way (MAIL accepted, content being read, or a next hop asked):
+  // a draining relay lets it finish.
+  bool inTransaction() const {
+    return mailAccepted_ || phase_ == Phase::Data || phase_ == Phase::BdatChunk ||
+           phase_ == Phase::SkipChunk || waiting_ == Waiting::NextHop;
+  }
   const policy::SessionPolicy& policy() const { return policy_; }
   std::string_view heloName() const { return heloName_; }
   uint32_t protocolErrors() const { return protocolErrors_; }
