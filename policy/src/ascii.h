@@ -1,27 +1,8 @@
-// Small ASCII string helpers private to the policy library.
+// The shared ASCII helpers, in the policy library's namespace.
 #pragma once
 
-#include <string>
-#include <string_view>
+#include "kuberelay/policy/ascii.h"
 
 namespace kuberelay::policy {
-
-inline char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
-  }
-  return true;
-}
-
-inline std::string lowerCopy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = asciiLower(c);
-  return out;
-}
-
-inline std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
+using namespace kuberelay::ascii;  // NOLINT(google-build-using-namespace): private header
 }  // namespace kuberelay::policy

@@ -21,7 +21,7 @@ void appendValue(std::string& out, std::string_view v) {
 
 }  // namespace
 
-void log(std::string_view level, std::string_view msg, std::initializer_list<Field> fields) {
+std::string isoTimestamp(std::string* day) {
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
   auto ms =
@@ -31,8 +31,17 @@ void log(std::string_view level, std::string_view msg, std::initializer_list<Fie
   char stamp[64];
   std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  if (day) {
+    char d[40];
+    std::snprintf(d, sizeof(d), "%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    *day = d;
+  }
+  return stamp;
+}
+
+void log(std::string_view level, std::string_view msg, std::initializer_list<Field> fields) {
   std::string line = "ts=";
-  line += stamp;
+  line += isoTimestamp();
   line += " level=";
   line += level;
   line += " msg=";

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -14,5 +15,8 @@ namespace kuberelay::relay {
 
 using Field = std::pair<std::string_view, std::string_view>;
 void log(std::string_view level, std::string_view msg, std::initializer_list<Field> fields = {});
+
+// "2026-11-22T17:52:06.558Z" (UTC, milliseconds); `day` gets "20261122" when given.
+std::string isoTimestamp(std::string* day = nullptr);
 
 }  // namespace kuberelay::relay

@@ -1,5 +1,7 @@
 #include "protocol_log.h"
 
+#include "log.h"
+
 #include <atomic>
 #include <chrono>
 #include <ctime>
@@ -59,16 +61,8 @@ void ProtocolLog::openFor(const std::string& day) {
 void ProtocolLog::write(std::string_view connector, std::string_view session, uint32_t sequence,
                         std::string_view local, std::string_view remote, char event,
                         std::string_view data, std::string_view context) {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char stamp[64];
-  std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  std::string line = stamp;
+  std::string day;
+  std::string line = isoTimestamp(&day);
   line += ',';
   appendCsv(line, connector);
   line += ',';
@@ -90,8 +84,6 @@ void ProtocolLog::write(std::string_view connector, std::string_view session, ui
     std::fflush(stdout);
     return;
   }
-  char day[40];
-  std::snprintf(day, sizeof(day), "%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
   if (!file_ || day != day_ || written_ >= maxFileBytes_) openFor(day);
   if (!file_) return;
   written_ += std::fwrite(line.data(), 1, line.size(), file_);
