@@ -643,6 +643,7 @@ void Relay::syncListeners(const policy::Snapshot& snapshot) {
       ++it;
     }
   }
+  listenFailures_ = 0;
   for (const auto& [text, l] : wanted) {
     if (listeners_.count(text)) continue;
     auto state = std::make_shared<ListenerState>(io_, l->binding, l->implicitTls);
@@ -662,6 +663,7 @@ void Relay::syncListeners(const policy::Snapshot& snapshot) {
     if (!ec) state->acceptor.bind(ep, ec);
     if (!ec) state->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
+      ++listenFailures_;
       log("error", "cannot listen", {{"binding", text}, {"error", ec.message()}});
       continue;
     }
@@ -702,6 +704,9 @@ awaitable<void> Relay::reloadLoop() {
     auto [err] = co_await reloadTimer_.async_wait(kNoThrow);
     if (err || draining_) co_return;
     reload();
+    if (listenFailures_ > 0) {
+      if (auto p = store_.current()) syncListeners(*p->snapshot);  // the port may be free now
+    }
   }
 }
 

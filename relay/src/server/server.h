@@ -53,7 +53,8 @@ public:
   void drain();
 
   // For the admin server and tests.
-  bool ready() const { return store_.current() != nullptr && !draining_; }
+  // Ready: a policy is in force, every listener it needs is open, and not draining.
+  bool ready() const { return store_.current() != nullptr && !draining_ && listenFailures_ == 0; }
   Metrics& metrics() { return metrics_; }
   PolicyStore& store() { return store_; }
   uint16_t adminPort() const { return adminPort_; }
@@ -83,6 +84,7 @@ private:
   std::unique_ptr<Counters> counters_;
   std::unique_ptr<asio::ip::tcp::acceptor> admin_;
   uint16_t adminPort_ = 0;
+  size_t listenFailures_ = 0;  // bindings that could not be opened; retried on every reload tick
   std::atomic<bool> draining_{false};
   asio::steady_timer reloadTimer_;
 };
