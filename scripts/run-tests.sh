@@ -54,7 +54,7 @@ run_pytest() {
 }
 
 run_pytest "CRD schema tests" tests/schema 600
-run_pytest "relay integration tests, real clients" test/integration 1200
+run_pytest "relay integration tests, real clients" tests/integration 1200
 run_pytest "CRDs against a real kube-apiserver" tests/kube 3600
 
 echo

@@ -127,7 +127,7 @@ private:
     facts_ = {toIp(local.address()), local.port(), toIp(peer.address())};
     socketPeer_ = facts_.remoteAddress;
     sessionDeadline_ = Clock::now() + std::chrono::minutes(10);
-    readDeadline_ = Clock::now() + std::chrono::seconds(30);
+    setReadDeadline(Clock::now() + std::chrono::seconds(30));
     asio::co_spawn(socket_.get_executor(), watch(shared_from_this()), asio::detached);
 
     // PROXY protocol: required from trusted load balancers, refused from everyone else.
@@ -151,8 +151,9 @@ private:
       relay_.metrics_.connection(connectorId_, "accepted");
       const auto& l = connector_->spec.limits;
       sessionDeadline_ = Clock::now() + l.connectionTimeout;
+      setReadDeadline(sessionDeadline_);
       inactivity_ = l.connectionInactivityTimeout;
-      readDeadline_ = Clock::now() + inactivity_;
+      setReadDeadline(Clock::now() + inactivity_);
       forwarder_ =
           makeForwarder(*connector_, {socket_.get_executor(), &relay_.blocking_, &relay_.metrics_,
                                       relay_.options_.hostName, relay_.options_.nextHopTimeout});
@@ -160,6 +161,14 @@ private:
     prometheus::Gauge* active = allowed ? &relay_.metrics_.active(connectorId_) : nullptr;
     if (active) active->Increment();
 
+    // Implicit TLS (RFC 8314): the handshake comes first, and the session starts inside TLS.
+    if (allowed && listener_->implicitTls) {
+      if (!co_await handshake()) {
+        finish(active);
+        co_return;
+      }
+      session.tlsEstablished();
+    }
     smtp::SessionConfig config;
     config.hostName = relay_.options_.hostName;
     config.clientAddress = facts_.remoteAddress.toString();
@@ -171,12 +180,6 @@ private:
              socketPeer_ == facts_.remoteAddress ? "" : "via PROXY from " + socketPeer_.toString());
     smtp_.emplace(std::move(session), std::move(config));
 
-    if (allowed && listener_->implicitTls) {
-      if (!co_await handshake()) {
-        finish(active);
-        co_return;
-      }
-    }
     smtp::Output out;
     smtp_->start(out);
     bool open = co_await perform(out);
@@ -184,7 +187,7 @@ private:
     bool first = early.empty();
     std::string buffer(kReadChunk, '\0');
     while (open && !smtp_->closed()) {
-      readDeadline_ = std::min(Clock::now() + inactivity_, sessionDeadline_);
+      setReadDeadline(std::min(Clock::now() + inactivity_, sessionDeadline_));
       auto [err, n] = co_await readSome(asio::buffer(buffer));
       if (err == asio::error::operation_aborted && relay_.draining_ && !timedOut_ &&
           socket_.is_open()) {
@@ -417,7 +420,7 @@ private:
     const bool nextHop = d.reason.rfind("next_hop", 0) == 0;
     switch (nextHop ? smtp::EventStage::Protocol : ev.stage) {
       case smtp::EventStage::Auth:
-        relay_.metrics_.auth(connectorId_, "PLAIN/LOGIN",
+        relay_.metrics_.auth(connectorId_, smtp_->authMechanism(),
                              d.allowed ? "success" : std::string(d.reason));
         break;
       case smtp::EventStage::Mail:
@@ -462,7 +465,7 @@ private:
     auto ctx = connector_ ? policy_->tls[connector_->index] : nullptr;
     if (!ctx) co_return false;
     tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *ctx);
-    readDeadline_ = std::min(Clock::now() + std::chrono::seconds(30), sessionDeadline_);
+    setReadDeadline(std::min(Clock::now() + std::chrono::seconds(30), sessionDeadline_));
     auto [err] = co_await tls_->async_handshake(asio::ssl::stream_base::server, kNoThrow);
     if (!err) {
       SSL* ssl = tls_->native_handle();
@@ -488,7 +491,7 @@ private:
 
   awaitable<bool> writeTls(std::string_view data) {
     asio::error_code err;
-    readDeadline_ = std::min(Clock::now() + std::chrono::seconds(60), sessionDeadline_);
+    setReadDeadline(std::min(Clock::now() + std::chrono::seconds(60), sessionDeadline_));
     if (tls_) {
       std::tie(err, std::ignore) = co_await asio::async_write(*tls_, asio::buffer(data), kNoThrow);
     } else {
@@ -506,6 +509,12 @@ private:
     watchdog_.cancel();
   }
 
+  // Moving a deadline earlier wakes the watchdog so it re-arms for the new one.
+  void setReadDeadline(Clock::time_point t) {
+    readDeadline_ = t;
+    if (std::min(readDeadline_, sessionDeadline_) < armed_) watchdog_.cancel();
+  }
+
   // Closes the socket when the inactivity or session deadline passes (cancelling any read).
   awaitable<void> watchdog() {
     while (socket_.is_open()) {
@@ -520,6 +529,7 @@ private:
         socket_.close(ignored);
         co_return;
       }
+      armed_ = deadline;
       watchdog_.expires_at(deadline);
       co_await watchdog_.async_wait(kNoThrow);
     }
@@ -540,6 +550,7 @@ private:
   std::unique_ptr<Forwarder> forwarder_;
   Clock::time_point sessionDeadline_;
   Clock::time_point readDeadline_;
+  Clock::time_point armed_ = Clock::time_point::max();  // what the watchdog waits for
   std::chrono::milliseconds inactivity_{std::chrono::minutes(5)};
   int counted_ = 0;  // 3 once counted toward the limits
   std::string sessionId_ = newSessionId();
@@ -714,39 +725,53 @@ awaitable<void> Relay::adminLoop() {
   while (admin_ && admin_->is_open()) {
     auto [err, socket] = co_await admin_->async_accept(kNoThrow);
     if (err) co_return;
-    std::string request;
-    asio::steady_timer guard(io_, std::chrono::seconds(5));
-    auto [rerr, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(request, 8192),
-                                                     "\r\n\r\n", kNoThrow);
-    if (rerr) continue;
-    std::string path = request.substr(0, request.find("\r\n"));
-    size_t sp1 = path.find(' '), sp2 = path.rfind(' ');
-    path = (sp1 != std::string::npos && sp2 > sp1) ? path.substr(sp1 + 1, sp2 - sp1 - 1) : "/";
-    std::string status = "200 OK", body, type = "text/plain; charset=utf-8";
-    if (path == "/metrics") {
-      body = metrics_.render();
-      type = "text/plain; version=0.0.4; charset=utf-8";
-    } else if (path == "/healthz") {
-      body = "ok\n";
-    } else if (path == "/readyz") {
-      auto p = store_.current();
-      if (ready()) {
-        body = "ready " + p->snapshot->version() + "\n";
-      } else {
-        status = "503 Service Unavailable";
-        body = draining_ ? "draining\n" : "no policy loaded\n";
-      }
-    } else {
-      status = "404 Not Found";
-      body = "not found\n";
-    }
-    std::string response = "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
-                           "\r\nContent-Length: " + std::to_string(body.size()) +
-                           "\r\nConnection: close\r\n\r\n" + body;
-    co_await asio::async_write(socket, asio::buffer(response), kNoThrow);
-    asio::error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    // Each request on its own, with a deadline: a slow or idle client never blocks the probes.
+    auto conn = std::make_shared<tcp::socket>(std::move(socket));
+    asio::co_spawn(io_, adminRequest(conn), asio::detached);
   }
+}
+
+awaitable<void> Relay::adminRequest(std::shared_ptr<tcp::socket> socket) {
+  asio::steady_timer deadline(io_, std::chrono::seconds(5));
+  deadline.async_wait([weak = std::weak_ptr<tcp::socket>(socket)](const asio::error_code& ec) {
+    if (ec) return;
+    if (auto s = weak.lock()) {
+      asio::error_code ignored;
+      s->close(ignored);
+    }
+  });
+  std::string request;
+  auto [rerr, n] = co_await asio::async_read_until(*socket, asio::dynamic_buffer(request, 8192),
+                                                   "\r\n\r\n", kNoThrow);
+  if (rerr) co_return;
+  std::string path = request.substr(0, request.find("\r\n"));
+  size_t sp1 = path.find(' '), sp2 = path.rfind(' ');
+  path = (sp1 != std::string::npos && sp2 > sp1) ? path.substr(sp1 + 1, sp2 - sp1 - 1) : "/";
+  std::string status = "200 OK", body, type = "text/plain; charset=utf-8";
+  if (path == "/metrics") {
+    body = metrics_.render();
+    type = "text/plain; version=0.0.4; charset=utf-8";
+  } else if (path == "/healthz") {
+    body = "ok\n";
+  } else if (path == "/readyz") {
+    auto p = store_.current();
+    if (ready()) {
+      body = "ready " + p->snapshot->version() + "\n";
+    } else {
+      status = "503 Service Unavailable";
+      body = draining_ ? "draining\n" : !p ? "no policy loaded\n" : "a listener is not open\n";
+    }
+  } else {
+    status = "404 Not Found";
+    body = "not found\n";
+  }
+  std::string response = "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
+                         "\r\nContent-Length: " + std::to_string(body.size()) +
+                         "\r\nConnection: close\r\n\r\n" + body;
+  co_await asio::async_write(*socket, asio::buffer(response), kNoThrow);
+  asio::error_code ignored;
+  socket->shutdown(tcp::socket::shutdown_both, ignored);
+  deadline.cancel();
 }
 
 void Relay::drain() {

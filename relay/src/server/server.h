@@ -70,6 +70,7 @@ private:
   asio::awaitable<void> acceptLoop(std::shared_ptr<ListenerState> listener);
   asio::awaitable<void> reloadLoop();
   asio::awaitable<void> adminLoop();
+  asio::awaitable<void> adminRequest(std::shared_ptr<asio::ip::tcp::socket> socket);
   asio::awaitable<void> drainLoop();
 
   asio::io_context& io_;

@@ -539,6 +539,10 @@ void Session::auth(std::string_view argument, Output& out) {
     protocolError(EventStage::Auth, *e.reply, e.reason, out);
     return;
   }
+  // A bounded label for metrics: the mechanisms we know, else "other".
+  authMechanism_ = iequals(a.mechanism, "PLAIN")   ? "PLAIN"
+                   : iequals(a.mechanism, "LOGIN") ? "LOGIN"
+                                                   : "other";
   const Decision d = policy_.authStart(a.mechanism);
   if (!d.allowed) {
     event(EventStage::Auth, d, out);

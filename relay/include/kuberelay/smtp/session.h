@@ -95,6 +95,8 @@ public:
   std::string_view heloName() const { return heloName_; }
   uint32_t protocolErrors() const { return protocolErrors_; }
   uint32_t logonFailures() const { return logonFailures_; }
+  // The mechanism of the last AUTH command: "PLAIN", "LOGIN" or "other" (a metrics label).
+  std::string_view authMechanism() const { return authMechanism_; }
 
 private:
   enum class Phase : uint8_t {
@@ -174,9 +176,10 @@ private:
   Hello hello_ = Hello::None;
   std::string heloName_;
   std::string banner_;
-  std::string loggedLine_;  // the masked line of the last ClientLine  // "relay-0.example KubeRelay
-                            // ESMTP service ready"
-  std::string greeting_;    // "relay.example Hello [192.0.2.1]"
+  std::string loggedLine_;
+  std::string_view authMechanism_ = "none";  // the masked line of the last ClientLine  //
+                                             // "relay-0.example KubeRelay ESMTP service ready"
+  std::string greeting_;  // "relay.example Hello [192.0.2.1]"
 
   // The transaction.
   bool mailAccepted_ = false;
