@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "forwarder.h"
+#include "header_firewall.h"
 #include "kuberelay/policy/credentials.h"
 #include "kuberelay/smtp/session.h"
 #include "log.h"
@@ -378,12 +379,27 @@ private:
         co_return co_await answer(reply);
       } else if (std::holds_alternative<smtp::action::BeginData>(a)) {
         if (!co_await flush()) co_return false;
+        firewall_.emplace(smtp_->policy().rights());
+        if (firewall_->passThrough()) firewall_.reset();
         NextHopReply reply = co_await forwarder_->beginData(receivedHeader());
         co_return co_await answer(reply);
       } else if (auto* c = std::get_if<smtp::action::BodyChunk>(&a)) {
-        co_await forwarder_->chunk(c->bytes);
+        if (firewall_) {
+          headers_.clear();
+          std::string_view rest = firewall_->feed(c->bytes, headers_);
+          if (!headers_.empty()) co_await forwarder_->chunk(headers_);
+          if (!rest.empty()) co_await forwarder_->chunk(rest);
+        } else {
+          co_await forwarder_->chunk(c->bytes);
+        }
       } else if (auto* e = std::get_if<smtp::action::EndOfData>(&a)) {
         if (!co_await flush()) co_return false;
+        if (firewall_) {
+          headers_.clear();
+          firewall_->finish(headers_);
+          if (!headers_.empty()) co_await forwarder_->chunk(headers_);
+          firewall_.reset();
+        }
         NextHopReply reply = co_await forwarder_->endOfData(e->size);
         relay_.metrics_.message(connectorId_,
                                 reply.code < 400   ? "accepted"
@@ -392,6 +408,7 @@ private:
                                 e->size);
         co_return co_await answer(reply);
       } else if (std::holds_alternative<smtp::action::ResetTransaction>(a)) {
+        firewall_.reset();
         if (forwarder_) co_await forwarder_->reset();
       } else if (auto* ev = std::get_if<smtp::action::Event>(&a)) {
         record(*ev);
@@ -548,6 +565,8 @@ private:
   std::string connectorId_ = "none";
   std::optional<smtp::Session> smtp_;
   std::unique_ptr<Forwarder> forwarder_;
+  std::optional<HeaderFirewall> firewall_;  // during DATA, unless every header right is held
+  std::string headers_;                     // header fields that passed the firewall
   Clock::time_point sessionDeadline_;
   Clock::time_point readDeadline_;
   Clock::time_point armed_ = Clock::time_point::max();  // what the watchdog waits for
