@@ -225,7 +225,10 @@ Decision SessionPolicy::authenticated(const UserEntry* user, Trace* trace) {
                  "user " + user->name + " holds no ms-Exch-SMTP-Submit on " + c->id +
                      " (rights: " + rightsToString(r) + ")");
     }
-    return refuse(replies::kAuthFailed, "no_submit_right");
+    Decision d = audit(Stage::Auth, refuse(replies::kAuthFailed, "no_submit_right"),
+                       replies::kAuthSucceeded, trace);
+    if (d.allowed) user_ = user;  // the password was right: only the right is audited
+    return d;
   }
   if (trace) {
     std::string from;
@@ -238,8 +241,8 @@ Decision SessionPolicy::authenticated(const UserEntry* user, Trace* trace) {
   return allow(replies::kAuthSucceeded, "ok");
 }
 
-Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64_t> declaredSize,
-                                 Trace* trace) const {
+Decision SessionPolicy::decideMailFrom(const MailAddress& sender,
+                                       std::optional<uint64_t> declaredSize, Trace* trace) const {
   const CompiledConnector* c = selection_.connector;
   if (!c || !connect_.allowed) return connect_;
   const bool anonymous = !user_ && !externallySecured();
@@ -340,8 +343,8 @@ Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64
   return refuse(denied, "sender_denied");
 }
 
-Decision SessionPolicy::rcptTo(const MailAddress& recipient, uint32_t acceptedSoFar,
-                               Trace* trace) const {
+Decision SessionPolicy::decideRcptTo(const MailAddress& recipient, uint32_t acceptedSoFar,
+                                     Trace* trace) const {
   const CompiledConnector* c = selection_.connector;
   if (!c || !connect_.allowed) return connect_;
   if (acceptedSoFar >= c->spec.limits.maxRecipientsPerMessage) {
@@ -391,7 +394,7 @@ Decision SessionPolicy::rcptTo(const MailAddress& recipient, uint32_t acceptedSo
   return refuse(replies::kUnableToRelay, routing ? "untrusted_routing" : "relay_denied");
 }
 
-Decision SessionPolicy::messageSize(uint64_t bytes, Trace* trace) const {
+Decision SessionPolicy::decideMessageSize(uint64_t bytes, Trace* trace) const {
   const CompiledConnector* c = selection_.connector;
   if (!c || !connect_.allowed) return connect_;
   if (bytes > c->spec.limits.maxMessageSize && !(rights() & right::kBypassMessageSizeLimit)) {
@@ -403,6 +406,49 @@ Decision SessionPolicy::messageSize(uint64_t bytes, Trace* trace) const {
     return refuse(replies::kMessageTooBig, "size_exceeded");
   }
   return allow(replies::kMessageSizeOk, "ok");
+}
+
+Decision SessionPolicy::audit(Stage stage, Decision d, Reply ok, Trace* trace) const {
+  const CompiledConnector* c = selection_.connector;
+  if (d.allowed || !c || c->spec.enforcement != Enforcement::Audit || !connect_.allowed) return d;
+  // Never audited: TLS requirements (auditing them would accept passwords or mail in clear),
+  // and anonymous relaying that the policy itself does not allow (audit never opens a relay).
+  const bool anonymous = !user_ && !externallySecured();
+  if (d.reason == "tls_required" || d.reason == "encryption_required") return d;
+  if (stage == Stage::RcptTo && anonymous &&
+      (d.reason == "relay_denied" || d.reason == "untrusted_routing")) {
+    if (trace) {
+      trace->add(stage, "audit",
+                 "enforced even in Audit mode: audit never lets an anonymous "
+                 "client relay");
+    }
+    return d;
+  }
+  if (trace) {
+    trace->add(stage, "audit",
+               "Audit mode: would refuse with " + d.reply.toString() + "; the session proceeds");
+  }
+  Decision out{true, ok, "audit_would_refuse"};
+  out.audited = true;
+  out.wouldRefuse = d.reply;
+  out.wouldRefuseReason = d.reason;
+  return out;
+}
+
+Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64_t> declaredSize,
+                                 Trace* trace) const {
+  return audit(Stage::MailFrom, decideMailFrom(sender, declaredSize, trace), replies::kSenderOk,
+               trace);
+}
+
+Decision SessionPolicy::rcptTo(const MailAddress& recipient, uint32_t acceptedSoFar,
+                               Trace* trace) const {
+  return audit(Stage::RcptTo, decideRcptTo(recipient, acceptedSoFar, trace), replies::kRecipientOk,
+               trace);
+}
+
+Decision SessionPolicy::messageSize(uint64_t bytes, Trace* trace) const {
+  return audit(Stage::Data, decideMessageSize(bytes, trace), replies::kMessageSizeOk, trace);
 }
 
 }  // namespace kuberelay::policy

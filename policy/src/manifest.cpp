@@ -12,7 +12,7 @@
 
 #include "ascii.h"
 #include "units.h"
-#include "yaml_tree.h"
+#include "kuberelay/policy/yaml_tree.h"
 
 namespace kuberelay::policy {
 namespace {

@@ -1,4 +1,4 @@
-#include "yaml_tree.h"
+#include "kuberelay/policy/yaml_tree.h"
 
 #include <yaml.h>
 

@@ -66,7 +66,11 @@ Metrics::Metrics()
       reloads_(BuildCounter()
                    .Name("kuberelay_policy_reloads_total")
                    .Help("Policy loads by result (applied, rejected)")
-                   .Register(*registry_)) {}
+                   .Register(*registry_)),
+      audit_(BuildCounter()
+                 .Name("kuberelay_audit_would_refuse_total")
+                 .Help("Refusals an Audit-mode connector reported instead of enforcing")
+                 .Register(*registry_)) {}
 
 std::string Metrics::render() const {
   prometheus::TextSerializer serializer;
@@ -126,6 +130,12 @@ void Metrics::forward(std::string_view target, double seconds, std::string_view 
   } else {
     forwardErrors_.Add({{"smarthost", str(target)}, {"kind", str(errorKind)}}).Increment();
   }
+}
+
+void Metrics::auditWouldRefuse(std::string_view connector, std::string_view stage,
+                               std::string_view reason) {
+  audit_.Add({{"connector", str(connector)}, {"stage", str(stage)}, {"reason", str(reason)}})
+      .Increment();
 }
 
 void Metrics::policyLoaded(std::string_view version, bool ok) {

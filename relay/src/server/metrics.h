@@ -34,6 +34,8 @@ public:
   void message(std::string_view connector, std::string_view result, uint64_t bytes);
   void forward(std::string_view target, double seconds, std::string_view errorKind);
   void policyLoaded(std::string_view version, bool ok);
+  void auditWouldRefuse(std::string_view connector, std::string_view stage,
+                        std::string_view reason);
 
 private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -49,6 +51,7 @@ private:
   prometheus::Family<prometheus::Counter>& forwardErrors_;
   prometheus::Family<prometheus::Gauge>& version_;
   prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Family<prometheus::Counter>& audit_;
   prometheus::Gauge* currentVersion_ = nullptr;
 };
 

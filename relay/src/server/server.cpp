@@ -449,6 +449,19 @@ private:
       default:
         break;
     }
+    if (d.audited) {
+      relay_.metrics_.auditWouldRefuse(connectorId_, smtp::toString(ev.stage), d.wouldRefuseReason);
+      std::string would = d.wouldRefuse.toString();
+      log("info", "audit: would refuse",
+          {{"session", sessionId_},
+           {"connector", connectorId_},
+           {"client", facts_.remoteAddress.toString()},
+           {"stage", smtp::toString(ev.stage)},
+           {"reply", would},
+           {"reason", d.wouldRefuseReason},
+           {"principal", smtp_->policy().principalDescription()}});
+      return;
+    }
     if (d.allowed && ev.stage != smtp::EventStage::Connect) return;
     std::string reply = d.reply.toString();
     log("info", "decision",

@@ -29,9 +29,18 @@ enum class Stage : uint8_t { Connect, Ehlo, StartTls, Auth, MailFrom, RcptTo, Da
 const char* toString(Stage stage);
 
 struct Decision {
+  Decision() = default;
+  Decision(bool allowedIn, Reply replyIn, std::string_view reasonIn)
+      : allowed(allowedIn), reply(replyIn), reason(reasonIn) {}
+
   bool allowed = false;
   Reply reply;
   std::string_view reason;  // bounded set, e.g. "ok", "relay_denied", "anonymous_off_list"
+  // enforcement: Audit: the policy would have refused (wouldRefuse, wouldRefuseReason) but the
+  // session proceeds; `reply` is then the positive reply of the stage.
+  bool audited = false;
+  Reply wouldRefuse;
+  std::string_view wouldRefuseReason;
 };
 
 // An envelope address split at its last '@'. The null reverse-path has isNull set.
@@ -101,6 +110,13 @@ public:
 private:
   SessionPolicy() = default;
   const Grant& baseGrant() const;
+  Decision decideMailFrom(const MailAddress& sender, std::optional<uint64_t> declaredSize,
+                          Trace* trace) const;
+  Decision decideRcptTo(const MailAddress& recipient, uint32_t acceptedSoFar, Trace* trace) const;
+  Decision decideMessageSize(uint64_t bytes, Trace* trace) const;
+  // Audit mode: a refusal becomes a positive `ok` reply that remembers the refusal, except
+  // where auditing would weaken security (see engine.cpp).
+  Decision audit(Stage stage, Decision decision, Reply ok, Trace* trace) const;
   SnapshotPtr snapshot_;
   Selection selection_;
   Decision connect_;
