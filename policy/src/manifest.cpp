@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "ascii.h"
-#include "units.h"
 #include "kuberelay/policy/yaml_tree.h"
+#include "units.h"
 
 namespace kuberelay::policy {
 namespace {

@@ -179,7 +179,7 @@ private:
   std::string loggedLine_;
   std::string_view authMechanism_ = "none";  // the masked line of the last ClientLine  //
                                              // "relay-0.example KubeRelay ESMTP service ready"
-  std::string greeting_;  // "relay.example Hello [192.0.2.1]"
+  std::string greeting_;                     // "relay.example Hello [192.0.2.1]"
 
   // The transaction.
   bool mailAccepted_ = false;
