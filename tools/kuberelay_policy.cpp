@@ -5,6 +5,11 @@
 //   kuberelay-policy print DIR           the compiled snapshot (secrets redacted) and listeners
 //   kuberelay-policy script [--trace] DIR FILE
 //                                        run a policy script (see below) against DIR's policy
+//   kuberelay-policy explain DIR --from IP --to-port PORT [--to-address IP] [--tls]
+//                    [--auth USER[:PASSWORD]] [--mail ADDR] [--size N] [--rcpt ADDR]...
+//                    [--data BYTES] [--json]
+//                                        the decision at each stage of one hypothetical session,
+//                                        with the rules and objects that produced it
 // SCRIPT
 //   One command a line; '#' starts a comment. Each command prints "> command" and the policy's
 //   reply "< code enhanced text [reason]":
@@ -18,8 +23,12 @@
 //     rset                               new transaction
 // EXIT STATUS
 //   check: 0 when there are no errors (warnings allowed), 1 otherwise. script: 0.
+//   explain: 0 when every stage is allowed, 1 when the session is refused, 2 on bad usage
+//   (so a CI job can assert what a policy change allows).
+#include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,8 +43,178 @@ using namespace kuberelay::policy;
 namespace {
 
 int usage() {
-  std::cerr << "usage: kuberelay-policy check DIR... | print DIR | script [--trace] DIR FILE\n";
+  std::cerr << "usage: kuberelay-policy check DIR... | print DIR | script [--trace] DIR FILE\n"
+               "       kuberelay-policy explain DIR --from IP --to-port PORT [--to-address IP]\n"
+               "           [--tls] [--auth USER[:PASSWORD]] [--mail ADDR] [--size N]\n"
+               "           [--rcpt ADDR]... [--data BYTES] [--json]\n";
   return 2;
+}
+
+CompileResult compileDirs(const std::vector<std::string>& dirs);
+
+std::string jsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+struct ExplainStep {
+  std::string stage;
+  std::string input;
+  Decision decision;
+  std::string reply;
+  std::vector<TraceStep> trace;
+};
+
+int explain(std::vector<std::string> args) {
+  if (args.empty()) return usage();
+  std::string dir = args[0];
+  std::string from, toAddress = "0.0.0.0", auth, mail;
+  int port = -1;
+  bool tls = false, json = false;
+  std::optional<uint64_t> size, data;
+  std::vector<std::string> rcpts;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      return args[++i];
+    };
+    std::optional<std::string> v;
+    if (a == "--tls") {
+      tls = true;
+    } else if (a == "--json") {
+      json = true;
+    } else if ((a == "--from" || a == "--to-port" || a == "--to-address" || a == "--auth" ||
+                a == "--mail" || a == "--size" || a == "--rcpt" || a == "--data") &&
+               (v = value())) {
+      try {
+        if (a == "--from") from = *v;
+        if (a == "--to-port") port = std::stoi(*v);
+        if (a == "--to-address") toAddress = *v;
+        if (a == "--auth") auth = *v;
+        if (a == "--mail") mail = *v;
+        if (a == "--size") size = std::stoull(*v);
+        if (a == "--rcpt") rcpts.push_back(*v);
+        if (a == "--data") data = std::stoull(*v);
+      } catch (const std::exception&) {
+        std::cerr << "explain: bad value for " << a << ": " << *v << "\n";
+        return 2;
+      }
+    } else {
+      std::cerr << "explain: unknown or incomplete option " << a << "\n";
+      return usage();
+    }
+  }
+  auto remote = IpAddress::parse(from);
+  auto local = IpAddress::parse(toAddress);
+  if (!remote || !local || port < 1 || port > 65535) {
+    std::cerr << "explain: --from IP and --to-port PORT are required\n";
+    return 2;
+  }
+  CompileResult result = compileDirs({dir});
+  std::vector<ExplainStep> steps;
+  Trace trace;
+  auto record = [&](std::string stage, std::string input, const Decision& d) {
+    steps.push_back({std::move(stage), std::move(input), d, d.reply.toString(), trace.steps});
+    trace.steps.clear();
+    return d.allowed;
+  };
+  SessionPolicy session = SessionPolicy::connect(
+      result.snapshot, {*local, static_cast<uint16_t>(port), *remote}, &trace);
+  bool allowed = record("connect", from + " -> " + toAddress + ":" + std::to_string(port),
+                        session.connectDecision());
+  if (allowed && tls) {
+    allowed = record("starttls", "", session.startTls(&trace));
+    if (allowed) session.tlsEstablished();
+  }
+  if (allowed && !auth.empty()) {
+    size_t colon = auth.find(':');
+    std::string user = auth.substr(0, colon);
+    Decision start = session.authStart("PLAIN", &trace);
+    if (!start.allowed) {
+      allowed = record("auth", user, start);
+    } else {
+      const UserEntry* entry = nullptr;
+      if (colon == std::string::npos) {
+        // No password: explain what happens once this user has authenticated.
+        entry = session.connector()->findUser(user);
+      } else {
+        entry = verifyCredentials(*session.connector(), user, auth.substr(colon + 1));
+      }
+      allowed = record("auth", user, session.authenticated(entry, &trace));
+    }
+  }
+  if (allowed && !mail.empty()) {
+    allowed = record("mail", mail, session.mailFrom(MailAddress::split(mail), size, &trace));
+  }
+  uint32_t accepted = 0;
+  for (const auto& r : rcpts) {
+    if (!allowed) break;
+    Decision d = session.rcptTo(MailAddress::split(r), accepted, &trace);
+    if (d.allowed) ++accepted;
+    allowed = record("rcpt", r, d);
+  }
+  if (allowed && data) {
+    allowed = record("data", std::to_string(*data) + " bytes", session.messageSize(*data, &trace));
+  }
+  const std::string connector = session.connector() ? session.connector()->id : "";
+  if (json) {
+    std::cout << "{\n  \"policyVersion\": " << jsonString(result.snapshot->version())
+              << ",\n  \"connector\": " << jsonString(connector)
+              << ",\n  \"allowed\": " << (allowed ? "true" : "false") << ",\n  \"stages\": [";
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const auto& s = steps[i];
+      std::cout << (i ? "," : "") << "\n    {\"stage\": " << jsonString(s.stage)
+                << ", \"input\": " << jsonString(s.input)
+                << ", \"allowed\": " << (s.decision.allowed ? "true" : "false")
+                << ", \"reply\": " << jsonString(s.reply)
+                << ", \"reason\": " << jsonString(s.decision.reason);
+      if (s.decision.audited) {
+        std::cout << ", \"auditWouldRefuse\": " << jsonString(s.decision.wouldRefuse.toString());
+      }
+      std::cout << ", \"trace\": [";
+      for (size_t t = 0; t < s.trace.size(); ++t) {
+        std::cout << (t ? ", " : "") << "{\"rule\": " << jsonString(s.trace[t].rule)
+                  << ", \"detail\": " << jsonString(s.trace[t].detail) << "}";
+      }
+      std::cout << "]}";
+    }
+    std::cout << "\n  ]\n}\n";
+  } else {
+    std::cout << "policy " << result.snapshot->version() << " (" << dir << ")\n";
+    for (const auto& s : steps) {
+      std::cout << s.stage << (s.input.empty() ? "" : " " + s.input) << "\n  "
+                << (s.decision.allowed ? "allowed" : "REFUSED") << ": " << s.reply << " ["
+                << s.decision.reason << "]\n";
+      if (s.decision.audited) {
+        std::cout << "  audit: would refuse with " << s.decision.wouldRefuse.toString() << "\n";
+      }
+      for (const auto& t : s.trace) std::cout << "  why (" << t.rule << "): " << t.detail << "\n";
+    }
+    std::cout << (allowed ? "result: allowed" : "result: refused at " + steps.back().stage) << "\n";
+  }
+  return allowed ? 0 : 1;
 }
 
 CompileResult compileDirs(const std::vector<std::string>& dirs) {
@@ -207,6 +386,7 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "check" && !args.empty()) return check(args);
   if (cmd == "print" && args.size() == 1) return print(args[0]);
+  if (cmd == "explain") return explain(args);
   if (cmd == "script") {
     bool trace = !args.empty() && args[0] == "--trace";
     if (trace) args.erase(args.begin());

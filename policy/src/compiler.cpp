@@ -393,17 +393,17 @@ private:
       } else {
         g.sendAs.deny.insert(g.sendAs.deny.end(), p.sendAs.begin(), p.sendAs.end());
       }
-      g.sources.push_back(source + " (deny)");
+      g.sources.push_back({p.rights, true, source});
     } else {
       g.rights |= p.rights;
       g.sendAs.allow.insert(g.sendAs.allow.end(), p.sendAs.begin(), p.sendAs.end());
-      g.sources.push_back(source);
+      g.sources.push_back({p.rights, false, source});
     }
   }
 
   static void addGroup(Grant& g, Rights rights, const char* group) {
     g.rights |= rights;
-    g.sources.push_back(std::string("permission group ") + group);
+    g.sources.push_back({rights, false, std::string("permission group ") + group});
   }
 
   void computeGrants() {

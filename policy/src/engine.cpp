@@ -231,11 +231,9 @@ Decision SessionPolicy::authenticated(const UserEntry* user, Trace* trace) {
     return d;
   }
   if (trace) {
-    std::string from;
-    for (const auto& src : user->grant.sources) from += (from.empty() ? "" : "; ") + src;
     trace->add(Stage::Auth, "user-rights",
-               "user " + user->name + " holds " + rightsToString(r) + " from " +
-                   (from.empty() ? std::string("nothing") : from));
+               "user " + user->name + " holds " + rightsToString(r) + "; Submit from " +
+                   user->grant.grantedBy(right::kSubmit));
   }
   user_ = user;
   return allow(replies::kAuthSucceeded, "ok");
@@ -261,16 +259,12 @@ Decision SessionPolicy::decideMailFrom(const MailAddress& sender,
   }
   const Rights r = rights();
   const Grant& grant = user_ ? user_->grant : baseGrant();
-  auto sources = [&] {
-    std::string from;
-    for (const auto& src : grant.sources) from += (from.empty() ? "" : "; ") + src;
-    return from.empty() ? std::string("no permission group or SenderPermission") : from;
-  };
+  auto sources = [&](Rights which) { return grant.grantedBy(which); };
   if (!(r & right::kSubmit)) {
     if (trace) {
       trace->add(Stage::MailFrom, "submit-right",
                  principalDescription() + " holds no ms-Exch-SMTP-Submit on " + c->id + " (" +
-                     sources() + ")");
+                     sources(right::kSubmit) + ")");
     }
     return user_ ? refuse(replies::kSubmitDenied, "no_submit_right")
                  : refuse(replies::kNotAuthenticated, "not_authenticated");
@@ -314,7 +308,8 @@ Decision SessionPolicy::decideMailFrom(const MailAddress& sender,
                    describe(sender) + " is in authoritative domain " +
                        std::string(domain->pattern) + " (AcceptedDomain " +
                        std::string(domain->object) +
-                       "); ms-Exch-SMTP-Accept-Authoritative-Domain-Sender from " + sources());
+                       "); ms-Exch-SMTP-Accept-Authoritative-Domain-Sender from " +
+                       sources(right::kAcceptAuthoritativeDomainSender));
       }
       return allow(replies::kSenderOk, "authoritative_domain_sender");
     }
@@ -331,7 +326,7 @@ Decision SessionPolicy::decideMailFrom(const MailAddress& sender,
       trace->add(Stage::MailFrom, "any-sender",
                  describe(sender) +
                      " is outside the authoritative domains; ms-Exch-SMTP-Accept-Any-Sender from " +
-                     sources());
+                     sources(right::kAcceptAnySender));
     }
     return allow(replies::kSenderOk, "any_sender");
   }
@@ -376,8 +371,7 @@ Decision SessionPolicy::decideRcptTo(const MailAddress& recipient, uint32_t acce
   if (r & right::kAcceptAnyRecipient) {
     if (trace) {
       const Grant& grant = user_ ? user_->grant : baseGrant();
-      std::string from;
-      for (const auto& src : grant.sources) from += (from.empty() ? "" : "; ") + src;
+      std::string from = grant.grantedBy(right::kAcceptAnyRecipient);
       trace->add(Stage::RcptTo, "accept-any-recipient",
                  describe(recipient) + " is not in an accepted domain; " + principalDescription() +
                      " holds ms-Exch-SMTP-Accept-Any-Recipient from " + from);

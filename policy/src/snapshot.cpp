@@ -48,6 +48,15 @@ std::optional<DomainMatch> DomainTable::lookup(std::string_view domain) const {
   return std::nullopt;
 }
 
+std::string Grant::grantedBy(Rights which) const {
+  std::string out;
+  for (const auto& src : sources) {
+    if (src.deny || (src.rights & which) == 0) continue;
+    out += (out.empty() ? "" : "; ") + src.name;
+  }
+  return out.empty() ? "no permission group or SenderPermission" : out;
+}
+
 bool CompiledConnector::offersStartTls() const {
   return hasMechanism(auth_mechanism::kTls) && !tlsCertificatePem.empty() && !spec.tlsImplicit;
 }

@@ -41,11 +41,19 @@ struct SendAsRules {
 // Where a principal's rights came from, for explanations ("group AnonymousUsers",
 // "SenderPermission mail/relay-anon").
 struct Grant {
+  struct Source {
+    Rights rights = 0;
+    bool deny = false;
+    std::string name;  // "permission group AnonymousUsers", "SenderPermission mail/relay-anon"
+  };
   Rights rights = 0;
   Rights denied = 0;
   SendAsRules sendAs;
-  std::vector<std::string> sources;
+  std::vector<Source> sources;
   Rights effective() const { return rights & ~denied; }
+  // The allow sources that grant any of `which` ("permission group ExchangeUsers; ..."), for
+  // explanations; "no permission group or SenderPermission" when none does.
+  std::string grantedBy(Rights which) const;
 };
 
 struct UserEntry {
