@@ -36,6 +36,7 @@
 #include "kuberelay/policy/compiler.h"
 #include "kuberelay/policy/credentials.h"
 #include "kuberelay/policy/engine.h"
+#include "kuberelay/policy/explain.h"
 #include "kuberelay/policy/manifest.h"
 
 using namespace kuberelay::policy;
@@ -51,40 +52,6 @@ int usage() {
 }
 
 CompileResult compileDirs(const std::vector<std::string>& dirs);
-
-std::string jsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-struct ExplainStep {
-  std::string stage;
-  std::string input;
-  Decision decision;
-  std::string reply;
-  std::vector<TraceStep> trace;
-};
 
 int explain(std::vector<std::string> args) {
   if (args.empty()) return usage();
@@ -133,87 +100,23 @@ int explain(std::vector<std::string> args) {
     return 2;
   }
   CompileResult result = compileDirs({dir});
-  std::vector<ExplainStep> steps;
-  Trace trace;
-  auto record = [&](std::string stage, std::string input, const Decision& d) {
-    steps.push_back({std::move(stage), std::move(input), d, d.reply.toString(), trace.steps});
-    trace.steps.clear();
-    return d.allowed;
-  };
-  SessionPolicy session = SessionPolicy::connect(
-      result.snapshot, {*local, static_cast<uint16_t>(port), *remote}, &trace);
-  bool allowed = record("connect", from + " -> " + toAddress + ":" + std::to_string(port),
-                        session.connectDecision());
-  if (allowed && tls) {
-    allowed = record("starttls", "", session.startTls(&trace));
-    if (allowed) session.tlsEstablished();
-  }
-  if (allowed && !auth.empty()) {
+  ExplainRequest request;
+  request.from = *remote;
+  request.toAddress = *local;
+  request.toPort = static_cast<uint16_t>(port);
+  request.tls = tls;
+  if (!auth.empty()) {
     size_t colon = auth.find(':');
-    std::string user = auth.substr(0, colon);
-    Decision start = session.authStart("PLAIN", &trace);
-    if (!start.allowed) {
-      allowed = record("auth", user, start);
-    } else {
-      const UserEntry* entry = nullptr;
-      if (colon == std::string::npos) {
-        // No password: explain what happens once this user has authenticated.
-        entry = session.connector()->findUser(user);
-      } else {
-        entry = verifyCredentials(*session.connector(), user, auth.substr(colon + 1));
-      }
-      allowed = record("auth", user, session.authenticated(entry, &trace));
-    }
+    request.user = auth.substr(0, colon);
+    if (colon != std::string::npos) request.password = auth.substr(colon + 1);
   }
-  if (allowed && !mail.empty()) {
-    allowed = record("mail", mail, session.mailFrom(MailAddress::split(mail), size, &trace));
-  }
-  uint32_t accepted = 0;
-  for (const auto& r : rcpts) {
-    if (!allowed) break;
-    Decision d = session.rcptTo(MailAddress::split(r), accepted, &trace);
-    if (d.allowed) ++accepted;
-    allowed = record("rcpt", r, d);
-  }
-  if (allowed && data) {
-    allowed = record("data", std::to_string(*data) + " bytes", session.messageSize(*data, &trace));
-  }
-  const std::string connector = session.connector() ? session.connector()->id : "";
-  if (json) {
-    std::cout << "{\n  \"policyVersion\": " << jsonString(result.snapshot->version())
-              << ",\n  \"connector\": " << jsonString(connector)
-              << ",\n  \"allowed\": " << (allowed ? "true" : "false") << ",\n  \"stages\": [";
-    for (size_t i = 0; i < steps.size(); ++i) {
-      const auto& s = steps[i];
-      std::cout << (i ? "," : "") << "\n    {\"stage\": " << jsonString(s.stage)
-                << ", \"input\": " << jsonString(s.input)
-                << ", \"allowed\": " << (s.decision.allowed ? "true" : "false")
-                << ", \"reply\": " << jsonString(s.reply)
-                << ", \"reason\": " << jsonString(s.decision.reason);
-      if (s.decision.audited) {
-        std::cout << ", \"auditWouldRefuse\": " << jsonString(s.decision.wouldRefuse.toString());
-      }
-      std::cout << ", \"trace\": [";
-      for (size_t t = 0; t < s.trace.size(); ++t) {
-        std::cout << (t ? ", " : "") << "{\"rule\": " << jsonString(s.trace[t].rule)
-                  << ", \"detail\": " << jsonString(s.trace[t].detail) << "}";
-      }
-      std::cout << "]}";
-    }
-    std::cout << "\n  ]\n}\n";
-  } else {
-    std::cout << "policy " << result.snapshot->version() << " (" << dir << ")\n";
-    for (const auto& s : steps) {
-      std::cout << s.stage << (s.input.empty() ? "" : " " + s.input) << "\n  "
-                << (s.decision.allowed ? "allowed" : "REFUSED") << ": " << s.reply << " ["
-                << s.decision.reason << "]\n";
-      if (s.decision.audited) {
-        std::cout << "  audit: would refuse with " << s.decision.wouldRefuse.toString() << "\n";
-      }
-      for (const auto& t : s.trace) std::cout << "  why (" << t.rule << "): " << t.detail << "\n";
-    }
-    std::cout << (allowed ? "result: allowed" : "result: refused at " + steps.back().stage) << "\n";
-  }
+  if (!mail.empty()) request.mail = mail;
+  request.size = size;
+  request.rcpts = rcpts;
+  request.dataBytes = data;
+  ExplainResult explained = explainSession(result.snapshot, request);
+  std::cout << (json ? explained.toJson() : explained.toText());
+  const bool allowed = explained.allowed;
   return allowed ? 0 : 1;
 }
 

@@ -17,6 +17,7 @@
 #include "forwarder.h"
 #include "header_firewall.h"
 #include "kuberelay/policy/credentials.h"
+#include "kuberelay/policy/explain.h"
 #include "kuberelay/smtp/session.h"
 #include "log.h"
 #include "proxy_protocol.h"
@@ -783,6 +784,17 @@ awaitable<void> Relay::adminRequest(std::shared_ptr<tcp::socket> socket) {
   if (path == "/metrics") {
     body = metrics_.render();
     type = "text/plain; version=0.0.4; charset=utf-8";
+  } else if (path == "/explain" || path.rfind("/explain?", 0) == 0) {
+    auto result = explainFromQuery(path.size() > 9 ? path.substr(9) : "");
+    if (result) {
+      body = *result;
+      type = "application/json";
+    } else {
+      status = "400 Bad Request";
+      body =
+          "usage: /explain?from=IP&port=N[&to=IP][&tls=1][&user=U][&mail=A][&size=N]"
+          "[&rcpt=A]...[&data=N]\n";
+    }
   } else if (path == "/healthz") {
     body = "ok\n";
   } else if (path == "/readyz") {
@@ -804,6 +816,84 @@ awaitable<void> Relay::adminRequest(std::shared_ptr<tcp::socket> socket) {
   asio::error_code ignored;
   socket->shutdown(tcp::socket::shutdown_both, ignored);
   deadline.cancel();
+}
+
+namespace {
+
+std::string urlDecode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      auto hex = [](char c) {
+        return c >= '0' && c <= '9'                 ? c - '0'
+               : (c | 32) >= 'a' && (c | 32) <= 'f' ? (c | 32) - 'a' + 10
+                                                    : -1;
+      };
+      int hi = i + 1 < s.size() ? hex(s[i + 1]) : -1, lo = i + 2 < s.size() ? hex(s[i + 2]) : -1;
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += s[i] == '+' ? ' ' : s[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+// The question "what would happen to this session" against the policy in force right now.
+// Passwords are never accepted here: `user` means "once this user has authenticated".
+std::optional<std::string> Relay::explainFromQuery(std::string_view query) const {
+  auto p = store_.current();
+  if (!p) return std::nullopt;
+  policy::ExplainRequest req;
+  req.toAddress = policy::IpAddress::v4(0);
+  bool haveFrom = false, havePort = false;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    std::string key(pair.substr(0, eq));
+    std::string value = eq == std::string_view::npos ? "" : urlDecode(pair.substr(eq + 1));
+    try {
+      if (key == "from") {
+        auto a = policy::IpAddress::parse(value);
+        if (!a) return std::nullopt;
+        req.from = *a;
+        haveFrom = true;
+      } else if (key == "to") {
+        auto a = policy::IpAddress::parse(value);
+        if (!a) return std::nullopt;
+        req.toAddress = *a;
+      } else if (key == "port") {
+        int port = std::stoi(value);
+        if (port < 1 || port > 65535) return std::nullopt;
+        req.toPort = static_cast<uint16_t>(port);
+        havePort = true;
+      } else if (key == "tls") {
+        req.tls = value == "1" || value == "true";
+      } else if (key == "user") {
+        req.user = value;
+      } else if (key == "mail") {
+        req.mail = value;
+      } else if (key == "rcpt") {
+        req.rcpts.push_back(value);
+      } else if (key == "size") {
+        req.size = std::stoull(value);
+      } else if (key == "data") {
+        req.dataBytes = std::stoull(value);
+      } else {
+        return std::nullopt;
+      }
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+  if (!haveFrom || !havePort) return std::nullopt;
+  return policy::explainSession(p->snapshot, req).toJson();
 }
 
 void Relay::drain() {

@@ -58,6 +58,8 @@ public:
   Metrics& metrics() { return metrics_; }
   PolicyStore& store() { return store_; }
   uint16_t adminPort() const { return adminPort_; }
+  // GET /explain?from=IP&port=N&...: the JSON explanation against the policy in force.
+  std::optional<std::string> explainFromQuery(std::string_view query) const;
 
   struct ListenerState;
   struct Counters;
