@@ -53,8 +53,11 @@ run: build
 print-policy: build
 	@$(BUILD)/tools/kuberelay-policy print examples/quickstart
 
+# Policy decision cost, then KubeRelay vs Postfix vs Haraka (docs/benchmarks.md; ~30 minutes,
+# run it on a quiet machine).
 bench: build
 	@$(BUILD)/policy/policy_bench 100 1000 10000
+	@bench/run.sh
 
 check-examples: build
 	@for d in $$(find examples -type d); do echo "== $$d"; $(BUILD)/tools/kuberelay-policy check $$d || exit 1; done
