@@ -13,7 +13,7 @@
 
 namespace kuberelay::relay {
 
-using Field = std::pair<std::string_view, std::string_view>;
+using Field = std::pair<std::string_view, std::string_view>;  // as logfmt::Field
 void log(std::string_view level, std::string_view msg, std::initializer_list<Field> fields = {});
 
 // "2026-11-22T17:52:06.558Z" (UTC, milliseconds); `day` gets "20261122" when given.
