@@ -239,7 +239,7 @@ public:
     }
   }
 
-  awaitable<NextHopReply> endOfData(uint64_t size) override {
+  awaitable<NextHopReply> endOfData(uint64_t) override {
     if (!atLineStart_) out_ += "\r\n";
     out_ += ".\r\n";
     NextHopReply r;
@@ -264,8 +264,6 @@ public:
                             r.code < 400   ? ""
                             : r.code < 500 ? "transient"
                                            : "permanent");
-    if (r.code >= 400 && r.code < 500 && !conn_) r = reply(451, "4.4.2", r.text);
-    (void)size;
     co_return r;
   }
 

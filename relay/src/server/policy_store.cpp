@@ -32,6 +32,14 @@ PrepareResult prepare(policy::SnapshotPtr snapshot) {
                            " is unusable: " + e.what()};
     }
   }
+  for (const auto& c : snapshot->connectors()) {
+    if (!c.spec.proxyProtocol || !c.spec.enabled) continue;
+    for (const auto& b : c.spec.bindings) {
+      auto& index = loaded->proxyTrustedByPort[b.port];
+      for (const auto& r : c.spec.proxyTrustedRanges) index.add(r, c.index);
+    }
+  }
+  for (auto& [port, index] : loaded->proxyTrustedByPort) index.build();
   loaded->snapshot = std::move(snapshot);
   return {std::move(loaded), ""};
 }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kuberelay/policy/compiler.h"
@@ -24,6 +25,14 @@ namespace kuberelay::relay {
 struct LoadedPolicy {
   policy::SnapshotPtr snapshot;
   std::vector<std::shared_ptr<asio::ssl::context>> tls;  // by connector index; null: no TLS
+  // proxyProtocol.trustedRanges of every connector bound to a port, merged per port: one
+  // lookup per connection instead of a walk over all connectors.
+  std::unordered_map<uint16_t, policy::RangeIndex> proxyTrustedByPort;
+
+  bool trustsProxy(uint16_t port, const policy::IpAddress& peer) const {
+    auto it = proxyTrustedByPort.find(port);
+    return it != proxyTrustedByPort.end() && it->second.lookup(peer).has_value();
+  }
 };
 using LoadedPolicyPtr = std::shared_ptr<const LoadedPolicy>;
 

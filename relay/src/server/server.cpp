@@ -134,7 +134,8 @@ private:
 
     // PROXY protocol: required from trusted load balancers, refused from everyone else.
     std::string early;
-    if (proxyTrusted()) {
+    proxyTrusted_ = policy_->trustsProxy(listener_->binding.port, socketPeer_);
+    if (proxyTrusted_) {
       if (!co_await readProxyHeader(early)) co_return;
     }
 
@@ -206,7 +207,7 @@ private:
         break;
       }
       std::string_view bytes(buffer.data(), n);
-      if (first && !proxyTrusted() && smtp::kMaxPendingInput > 0 && startsLikeProxyHeader(bytes)) {
+      if (first && !proxyTrusted_ && startsLikeProxyHeader(bytes)) {
         relay_.metrics_.connection(connectorId_, "proxy_refused");
         co_await writeTls(kProxyRefusedReply);
         break;
@@ -237,17 +238,6 @@ private:
     smtp::Output out;
     smtp_->receive(bytes, out);
     co_return co_await perform(out);
-  }
-
-  bool proxyTrusted() const {
-    if (!policy_) return false;
-    for (const auto& c : policy_->snapshot->connectors()) {
-      if (!c.spec.proxyProtocol) continue;
-      for (const auto& b : c.spec.bindings) {
-        if (b.port == listener_->binding.port && c.proxyTrusted.lookup(socketPeer_)) return true;
-      }
-    }
-    return false;
   }
 
   awaitable<bool> readProxyHeader(std::string& rest) {
@@ -592,6 +582,7 @@ private:
   std::string localText_;
   std::string remoteText_;
   bool timedOut_ = false;
+  bool proxyTrusted_ = false;  // the socket peer is a trusted load balancer for this port
 };
 
 Relay::Relay(asio::io_context& io, RelayOptions options)
