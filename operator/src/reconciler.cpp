@@ -147,8 +147,7 @@ void decodeObject(const Json& object, policy::ResourceSet& out) {
 std::vector<std::string> referencedSecrets(const policy::ResourceSet& set) {
   std::set<std::string> names;
   for (const auto& c : set.connectors) {
-    for (const std::string* s :
-         {&c.tlsSecretName, &c.usersSecretName, &c.forwarding.credentialsSecretName}) {
+    for (const std::string* s : c.secretNameFields()) {
       if (!s->empty()) names.insert(c.meta.ns + "/" + *s);
     }
   }
@@ -239,8 +238,7 @@ std::map<ObjectId, ObjectStatus> desiredStatuses(const std::vector<ObservedObjec
       auto c = connectors.find({o.id.ns, o.id.name});
       if (c != connectors.end()) {
         std::set<std::string> secretNames;
-        for (const std::string* s : {&c->second->tlsSecretName, &c->second->usersSecretName,
-                                     &c->second->forwarding.credentialsSecretName}) {
+        for (const std::string* s : c->second->secretNameFields()) {
           if (!s->empty()) secretNames.insert(*s);
         }
         for (const auto& secretName : secretNames) {

@@ -320,6 +320,20 @@ private:
         }
       }
     }
+    if (!s.forwarding.caSecretName.empty()) {
+      const Secret* sec = secret(s.meta.ns, s.forwarding.caSecretName);
+      if (!sec) {
+        missing("spec.forwarding.caSecretName",
+                "Secret " + quote(s.forwarding.caSecretName) + " not found");
+      } else if (auto ca = sec->data.find("ca.crt");
+                 ca == sec->data.end() ||
+                 ca->second.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+        missing("spec.forwarding.caSecretName",
+                "Secret " + quote(s.forwarding.caSecretName) + " has no PEM certificate in ca.crt");
+      } else {
+        c.forwardCaPem = ca->second;
+      }
+    }
     if (!s.proxyTrustedRanges.empty()) {
       for (uint32_t i = 0; i < s.proxyTrustedRanges.size(); ++i) {
         c.proxyTrusted.add(s.proxyTrustedRanges[i], i);

@@ -489,7 +489,8 @@ void decodeConnectorSpec(ObjectDecoder& d, const yaml::Node& spec, ReceiveConnec
   if (const auto& n = spec["forwarding"]) {
     const std::string fp = p + ".forwarding";
     if (d.expectMap(n, fp)) {
-      d.checkKnown(n, fp, {"smarthosts", "tls", "credentialsSecretName", "dropDirectory"});
+      d.checkKnown(n, fp,
+                   {"smarthosts", "tls", "credentialsSecretName", "caSecretName", "dropDirectory"});
       Forwarding& f = rc.forwarding;
       if (const auto& s = n["smarthosts"]) {
         for (const auto& [path, text] : d.stringList(s, fp + ".smarthosts")) {
@@ -524,6 +525,9 @@ void decodeConnectorSpec(ObjectDecoder& d, const yaml::Node& spec, ReceiveConnec
       if (const auto& s = n["credentialsSecretName"]) {
         if (const auto& v = d.string(s, fp + ".credentialsSecretName"))
           f.credentialsSecretName = *v;
+      }
+      if (const auto& s = n["caSecretName"]) {
+        if (const auto& v = d.string(s, fp + ".caSecretName")) f.caSecretName = *v;
       }
       if (const auto& s = n["dropDirectory"]) {
         if (const auto& v = d.string(s, fp + ".dropDirectory")) {

@@ -164,6 +164,7 @@ std::string Snapshot::render(bool includeSecrets) const {
       out += " credentials=" + f.credentialsSecretName + " user=" + c.forwardUsername +
              " password=" + (includeSecrets ? digest(c.forwardPassword) : "<redacted>");
     }
+    if (!f.caSecretName.empty()) out += " ca=" + f.caSecretName + ":" + digest(c.forwardCaPem);
     out += "\n";
     out += std::string("  protocolLogging: ") +
            (s.protocolLogging == ProtocolLogging::Verbose ? "Verbose" : "None") + "\n";

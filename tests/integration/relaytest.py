@@ -500,7 +500,8 @@ class Relay:
                  connectors: dict | None = None, all_connectors: dict | None = None,
                  edit=None, fast: bool = True, next_hop_timeout: int = 5,
                  drain_timeout: int = 2, extra_files: dict | None = None,
-                 drop_files: tuple = (), dead_smarthost: bool = False, allow_policy_errors: bool = False):
+                 drop_files: tuple = (), dead_smarthost: bool = False, allow_policy_errors: bool = False,
+                 extra_args: tuple = ()):
         self.example = example
         src = EXAMPLES / example
         if not src.is_dir():
@@ -570,7 +571,7 @@ class Relay:
         self.proc = subprocess.Popen(
             [str(relay_binary()), "--manifests", str(self.dir), "--admin", "127.0.0.1:0",
              "--hostname", HOSTNAME, "--drain-timeout", str(drain_timeout),
-             "--next-hop-timeout", str(next_hop_timeout)],
+             "--next-hop-timeout", str(next_hop_timeout), *extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.admin_port = 0
         try:

@@ -95,7 +95,7 @@ VALID_CONNECTOR_VALUES = [
     ("limits", {"connectionTimeout": "1.5h", "maxInboundConnection": 2147483647, "maxInboundConnectionPerSource": 10000}),
     ("proxyProtocol", {"trustedRanges": ["10.0.0.0/8", "fd00::/8"]}),
     ("forwarding", {"smarthosts": ["smtp.example.com:587", "[2001:db8::25]:25", "10.1.2.3:25"], "tls": "Required",
-                    "credentialsSecretName": "smarthost-credentials"}),
+                    "credentialsSecretName": "smarthost-credentials", "caSecretName": "smarthost-ca"}),
     ("forwarding", {"dropDirectory": "/var/spool/kuberelay/drop"}),
     ("tls", {"secretName": "relay-tls", "implicit": True}),
     ("relayPool", "edge-pool-1"),

@@ -32,7 +32,7 @@ EXPECTED_FIELDS = {
         "authTarpitInterval", "messageRateLimit",
     },
     ("ReceiveConnector", "spec.proxyProtocol"): {"trustedRanges"},
-    ("ReceiveConnector", "spec.forwarding"): {"smarthosts", "tls", "credentialsSecretName", "dropDirectory"},
+    ("ReceiveConnector", "spec.forwarding"): {"smarthosts", "tls", "credentialsSecretName", "caSecretName", "dropDirectory"},
     ("ReceiveConnector", "status"): {"observedGeneration", "policyVersion", "relays", "conditions"},
     ("ReceiveConnector", "status.relays"): {"total", "applied"},
     ("SenderPermission", "spec"): {"connector", "principal", "name", "extendedRights", "deny", "sendAs"},

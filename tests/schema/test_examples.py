@@ -228,6 +228,10 @@ def test_referenced_secrets_exist_in_the_same_folder(folder):
             secret = secrets.get(spec["forwarding"]["credentialsSecretName"])
             assert secret is not None, f"{name}: forwarding credentials Secret missing"
             assert secret_value(secret, "username") and secret_value(secret, "password")
+        if "caSecretName" in spec["forwarding"]:
+            secret = secrets.get(spec["forwarding"]["caSecretName"])
+            assert secret is not None, f"{name}: forwarding CA Secret missing"
+            assert "BEGIN CERTIFICATE" in secret_value(secret, "ca.crt")
 
 
 @folders
@@ -236,7 +240,7 @@ def test_every_secret_is_used(folder):
     for connector in of_kind(folder, "ReceiveConnector"):
         spec = connector["spec"]
         used |= {spec.get("tls", {}).get("secretName"), spec.get("users", {}).get("secretName"),
-                 spec["forwarding"].get("credentialsSecretName")}
+                 spec["forwarding"].get("credentialsSecretName"), spec["forwarding"].get("caSecretName")}
     assert {s["metadata"]["name"] for s in of_kind(folder, "Secret")} <= used
 
 

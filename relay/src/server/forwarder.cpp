@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/read_until.hpp>
 #include <asio/ssl/host_name_verification.hpp>
@@ -165,17 +168,180 @@ private:
 };
 
 // --------------------------------------------------------------------------------------------
-// Smarthost: an SMTP client session held for the life of the client's session.
+// Smarthost: an SMTP client session, pooled between transactions.
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
 
 struct NextHopConnection {
-  explicit NextHopConnection(asio::any_io_executor io) : socket(io), watchdog(io) {}
+  enum class State : uint8_t { Connecting, Active, Idle, Closed };
+
+  NextHopConnection(asio::any_io_executor io, std::string target_, Metrics* metrics)
+      : socket(io), watchdog(io), target(std::move(target_)), opened(Clock::now()) {
+    if (metrics) {
+      activeGauge = &metrics->upstream(target, "active");
+      idleGauge = &metrics->upstream(target, "idle");
+    }
+  }
+  ~NextHopConnection() { setState(State::Closed); }
+
+  void setState(State next) {
+    if (next == state) return;
+    if (auto* g = gauge(state)) g->Decrement();
+    if (auto* g = gauge(next)) g->Increment();
+    state = next;
+  }
+  // Nothing buffered, nothing arrived, not closed by the peer: safe to start a transaction on.
+  bool looksAlive() {
+    if (closing || !input.empty() || !socket.is_open()) return false;
+    if (tls && SSL_pending(tls->native_handle()) > 0) return false;
+    char byte;
+    ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
   tcp::socket socket;
+  std::shared_ptr<asio::ssl::context> tlsContext;  // outlives the stream that uses it
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
   asio::steady_timer watchdog;
   std::string input;
+  std::string target;
+  Clock::time_point opened, idleSince;
+  State state = State::Connecting;
+  bool closing = false;  // the peer said 421: never reuse
+  bool dirty = false;    // parked inside a transaction: RSET before the next one
   bool pipelining = false, size = false, eightBit = false, smtputf8 = false, starttls = false;
   bool authPlain = false;
+
+private:
+  prometheus::Gauge* gauge(State s) const {
+    return s == State::Active ? activeGauge : s == State::Idle ? idleGauge : nullptr;
+  }
+  prometheus::Gauge* activeGauge = nullptr;
+  prometheus::Gauge* idleGauge = nullptr;
 };
+
+// Best-effort QUIT (RFC 5321 4.1.1.10: the client should not just drop the connection), then
+// close; bounded by two seconds.
+awaitable<void> NextHopPool::quitAndClose(std::shared_ptr<NextHopConnection> c) {
+  std::weak_ptr<NextHopConnection> weak = c;
+  c->watchdog.expires_after(std::chrono::seconds(2));
+  c->watchdog.async_wait([weak](const asio::error_code& ec) {
+    if (auto conn = weak.lock(); conn && !ec) {
+      asio::error_code ignored;
+      conn->socket.close(ignored);
+    }
+  });
+  static constexpr std::string_view kQuit = "QUIT\r\n";
+  asio::error_code err;
+  if (c->tls) {
+    std::tie(err, std::ignore) = co_await asio::async_write(*c->tls, asio::buffer(kQuit), kNoThrow);
+    if (!err) {
+      std::tie(err, std::ignore) = co_await asio::async_read_until(
+          *c->tls, asio::dynamic_buffer(c->input, 4096), "\n", kNoThrow);
+    }
+  } else {
+    std::tie(err, std::ignore) =
+        co_await asio::async_write(c->socket, asio::buffer(kQuit), kNoThrow);
+    if (!err) {
+      std::tie(err, std::ignore) = co_await asio::async_read_until(
+          c->socket, asio::dynamic_buffer(c->input, 4096), "\n", kNoThrow);
+    }
+  }
+  c->watchdog.cancel();
+  asio::error_code ignored;
+  c->socket.close(ignored);
+  --retiring_;
+}
+
+void NextHopPool::retire(std::shared_ptr<NextHopConnection> c) {
+  c->setState(NextHopConnection::State::Closed);
+  if (!c->socket.is_open()) return;
+  ++retiring_;
+  asio::co_spawn(io_, quitAndClose(std::move(c)), asio::detached);
+}
+
+NextHopPool::NextHopPool(asio::any_io_executor io, Options options)
+    : io_(std::move(io)), options_(options), sweeper_(io_) {}
+
+NextHopPool::~NextHopPool() = default;
+
+std::shared_ptr<NextHopConnection> NextHopPool::take(const std::string& key) {
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return nullptr;
+  auto& list = it->second;
+  const auto now = Clock::now();
+  std::shared_ptr<NextHopConnection> found;
+  while (!list.empty() && !found) {
+    auto c = std::move(list.back());  // most recently used first: the rest can expire
+    list.pop_back();
+    if (now - c->idleSince < options_.idleTimeout && now - c->opened < kMaxAge && c->looksAlive()) {
+      c->setState(NextHopConnection::State::Active);
+      found = std::move(c);
+    } else {
+      retire(std::move(c));
+    }
+  }
+  if (list.empty()) idle_.erase(it);
+  return found;
+}
+
+void NextHopPool::give(const std::string& key, std::shared_ptr<NextHopConnection> c) {
+  const auto now = Clock::now();
+  auto& list = idle_[key];
+  if (!enabled() || c->closing || now - c->opened >= kMaxAge ||
+      list.size() >= options_.maxIdlePerKey) {
+    if (list.empty()) idle_.erase(key);
+    retire(std::move(c));
+    return;
+  }
+  c->idleSince = now;
+  c->setState(NextHopConnection::State::Idle);
+  list.push_back(std::move(c));
+  armSweeper();
+}
+
+void NextHopPool::sweep() {
+  const auto now = Clock::now();
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& list = it->second;
+    std::erase_if(list, [&](std::shared_ptr<NextHopConnection>& c) {
+      bool keep = now - c->idleSince < options_.idleTimeout && c->looksAlive();
+      if (!keep) retire(std::move(c));
+      return !keep;
+    });
+    it = list.empty() ? idle_.erase(it) : std::next(it);
+  }
+  if (!idle_.empty()) armSweeper();
+}
+
+void NextHopPool::armSweeper() {
+  if (sweeping_) return;
+  sweeping_ = true;
+  sweeper_.expires_after(std::max<std::chrono::milliseconds>(options_.idleTimeout / 2,
+                                                             std::chrono::milliseconds(100)));
+  sweeper_.async_wait([this](const asio::error_code& ec) {
+    sweeping_ = false;
+    if (!ec) sweep();
+  });
+}
+
+void NextHopPool::closeAll() {
+  for (auto& [key, list] : idle_) {
+    for (auto& c : list) retire(std::move(c));
+  }
+  idle_.clear();
+  sweeper_.cancel();
+}
+
+size_t NextHopPool::idleCount() const {
+  size_t n = 0;
+  for (const auto& [key, list] : idle_) n += list.size();
+  return n;
+}
+
+namespace {
 
 class SmarthostForwarder final : public Forwarder {
 public:
@@ -184,27 +350,67 @@ public:
         tlsMode_(c.spec.forwarding.tls),
         username_(c.forwardUsername),
         password_(c.forwardPassword),
-        ctx_(ctx) {}
-  ~SmarthostForwarder() override { drop(); }
+        ctx_(ctx) {
+    // Everything that shapes a next-hop session besides its address: sessions are shared only
+    // between connectors that would have set them up the same way.
+    profile_ = std::to_string(static_cast<int>(tlsMode_)) + "|" + username_ + "|" +
+               std::to_string(std::hash<std::string>{}(password_)) + "|" +
+               std::to_string(std::hash<std::string>{}(c.forwardCaPem));
+    if (!ctx_.clientTls) tlsMode_ = policy::ForwardTls::None;
+  }
+  ~SmarthostForwarder() override {
+    if (conn_ && !inData_ && ctx_.pool) {
+      conn_->dirty = inTransaction_;
+      const std::string key = poolKey(conn_->target);  // before the move below
+      ctx_.pool->give(key, std::move(conn_));
+    }
+    drop();
+  }
 
   awaitable<NextHopReply> begin(std::string sender, smtp::MailParameters params) override {
-    started_ = std::chrono::steady_clock::now();
-    if (!conn_) {
-      NextHopReply r = co_await connectAny();
-      if (r.code >= 400) co_return r;
-    } else if (inTransaction_) {
-      co_await command("RSET\r\n");
+    started_ = Clock::now();
+    if (conn_ && inTransaction_) conn_->dirty = true;
+    for (int attempt = 0;; ++attempt) {
+      bool reused = false;
+      if (!conn_) {
+        for (size_t i = 0; i < hosts_.size() && !conn_ && ctx_.pool; ++i) {
+          conn_ = ctx_.pool->take(poolKey(hosts_[i]));
+        }
+        reused = conn_ != nullptr;
+        if (conn_) {
+          current_ = conn_->target;
+        } else {
+          NextHopReply r = co_await connectAny();
+          if (r.code >= 400) co_return r;
+        }
+      }
+      if (conn_->dirty) {
+        NextHopReply r = co_await command("RSET\r\n");
+        if (conn_ && r.code != 250) drop();
+        if (!conn_) {
+          if (attempt == 0) continue;
+          co_return reply(451, "4.4.2", "Connection to the next hop was lost");
+        }
+        conn_->dirty = false;
+      }
+      std::string cmd = "MAIL FROM:<" + sender + ">";
+      if (params.size && conn_->size) cmd += " SIZE=" + std::to_string(*params.size);
+      if (params.body == smtp::BodyType::EightBitMime && conn_->eightBit) cmd += " BODY=8BITMIME";
+      if (params.smtpUtf8) {
+        if (!conn_->smtputf8) {
+          release();
+          co_return reply(451, "4.5.3", "Next hop does not support SMTPUTF8");
+        }
+        cmd += " SMTPUTF8";
+      }
+      inTransaction_ = true;
+      NextHopReply r = co_await command(cmd + "\r\n");
+      // A pooled session the next hop closed while it was idle (and the peek did not see it
+      // yet): nothing was started there, so start again on a fresh one.
+      if (!conn_ && reused && attempt == 0) continue;
+      if (ctx_.metrics && conn_) ctx_.metrics->upstreamSession(current_, reused);
+      co_return r;
     }
-    std::string cmd = "MAIL FROM:<" + sender + ">";
-    if (params.size && conn_->size) cmd += " SIZE=" + std::to_string(*params.size);
-    if (params.body == smtp::BodyType::EightBitMime && conn_->eightBit) cmd += " BODY=8BITMIME";
-    if (params.smtpUtf8) {
-      if (!conn_->smtputf8) co_return reply(451, "4.5.3", "Next hop does not support SMTPUTF8");
-      cmd += " SMTPUTF8";
-    }
-    inTransaction_ = true;
-    NextHopReply r = co_await command(cmd + "\r\n");
-    co_return r;
   }
 
   awaitable<NextHopReply> addRecipient(std::string recipient) override {
@@ -257,8 +463,8 @@ public:
     writeFailed_ = false;
     inTransaction_ = false;
     inData_ = false;
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    release();
+    double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
     if (ctx_.metrics)
       ctx_.metrics->forward(current_, seconds,
                             r.code < 400   ? ""
@@ -269,23 +475,36 @@ public:
 
   awaitable<void> reset() override {
     out_.clear();
+    writeFailed_ = false;
     if (conn_ && inData_) {
       drop();  // inside DATA the only safe reset is to drop the connection: nothing is delivered
     } else if (conn_ && inTransaction_) {
-      co_await command("RSET\r\n");
+      NextHopReply r = co_await command("RSET\r\n");
+      if (conn_ && r.code != 250) drop();
     }
     inTransaction_ = false;
     inData_ = false;
+    release();
   }
 
 private:
+  std::string poolKey(const std::string& target) const { return target + "|" + profile_; }
+
+  // Between transactions the session goes back to the pool (without a pool it stays with us).
+  void release() {
+    if (!conn_ || !ctx_.pool || inTransaction_ || inData_) return;
+    const std::string key = poolKey(conn_->target);  // before the move below
+    ctx_.pool->give(key, std::move(conn_));
+    conn_.reset();
+  }
+
   awaitable<NextHopReply> connectAny() {
     NextHopReply last = reply(451, "4.4.1", "No next hop is reachable; try again later");
     for (const auto& target : hosts_) {
       size_t colon = target.rfind(':');
       std::string host = target.substr(0, colon), port = target.substr(colon + 1);
       if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-      conn_ = std::make_shared<NextHopConnection>(ctx_.io);
+      conn_ = std::make_shared<NextHopConnection>(ctx_.io, target, ctx_.metrics);
       current_ = target;
       tcp::resolver resolver(ctx_.io);
       arm();
@@ -347,6 +566,7 @@ private:
           continue;
         }
       }
+      conn_->setState(NextHopConnection::State::Active);
       co_return reply(250, "2.0.0", "connected");
     }
     conn_.reset();
@@ -388,18 +608,8 @@ private:
   awaitable<bool> startTls(const std::string& host) {
     NextHopReply r = co_await command("STARTTLS\r\n");
     if (r.code != 220) co_return false;
-    if (!clientTls_) {
-      clientTls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-      clientTls_->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
-                              asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-      if (tlsMode_ == policy::ForwardTls::Required) {
-        clientTls_->set_default_verify_paths();
-        clientTls_->set_verify_mode(asio::ssl::verify_peer);
-      } else {
-        clientTls_->set_verify_mode(asio::ssl::verify_none);  // opportunistic: encrypt, no trust
-      }
-    }
-    conn_->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(conn_->socket, *clientTls_);
+    conn_->tlsContext = ctx_.clientTls;
+    conn_->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(conn_->socket, *ctx_.clientTls);
     SSL_set_tlsext_host_name(conn_->tls->native_handle(), host.c_str());
     if (tlsMode_ == policy::ForwardTls::Required) {
       conn_->tls->set_verify_callback(asio::ssl::host_name_verification(host));
@@ -469,6 +679,7 @@ private:
         co_return reply(451, "4.4.2", "The next hop sent a malformed reply");
       }
       r.code = code;
+      if (code == 421) c->closing = true;  // the next hop is closing this session
       bool more = line.size() > 3 && line[3] == '-';
       std::string text = line.size() > 4 ? line.substr(4) : "";
       if (!r.text.empty()) r.text += '\n';
@@ -549,8 +760,8 @@ private:
   std::string username_;
   std::string password_;
   ForwarderContext ctx_;
+  std::string profile_;
   std::shared_ptr<NextHopConnection> conn_;
-  std::shared_ptr<asio::ssl::context> clientTls_;
   std::string current_;
   std::string out_;
   bool atLineStart_ = true;

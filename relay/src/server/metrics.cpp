@@ -70,7 +70,16 @@ Metrics::Metrics()
       audit_(BuildCounter()
                  .Name("kuberelay_audit_would_refuse_total")
                  .Help("Refusals an Audit-mode connector reported instead of enforcing")
-                 .Register(*registry_)) {}
+                 .Register(*registry_)),
+      upstream_(BuildGauge()
+                    .Name("kuberelay_upstream_connections")
+                    .Help("Next-hop connections by smarthost and state (active, idle)")
+                    .Register(*registry_)),
+      upstreamSessions_(BuildCounter()
+                            .Name("kuberelay_upstream_transactions_total")
+                            .Help("Transactions started at the next hop, by smarthost and "
+                                  "connection (new, reused from the pool)")
+                            .Register(*registry_)) {}
 
 std::string Metrics::render() const {
   prometheus::TextSerializer serializer;
@@ -144,6 +153,15 @@ void Metrics::policyLoaded(std::string_view version, bool ok) {
   if (currentVersion_) version_.Remove(currentVersion_);
   currentVersion_ = &version_.Add({{"version", str(version)}});
   currentVersion_->Set(1);
+}
+
+prometheus::Gauge& Metrics::upstream(std::string_view smarthost, std::string_view state) {
+  return upstream_.Add({{"smarthost", str(smarthost)}, {"state", str(state)}});
+}
+
+void Metrics::upstreamSession(std::string_view smarthost, bool reused) {
+  upstreamSessions_.Add({{"smarthost", str(smarthost)}, {"connection", reused ? "reused" : "new"}})
+      .Increment();
 }
 
 }  // namespace kuberelay::relay

@@ -34,6 +34,10 @@ public:
   void message(std::string_view connector, std::string_view result, uint64_t bytes);
   void forward(std::string_view target, double seconds, std::string_view errorKind);
   void policyLoaded(std::string_view version, bool ok);
+  // Next-hop connections by smarthost and state (active: carrying a transaction; idle: pooled).
+  prometheus::Gauge& upstream(std::string_view smarthost, std::string_view state);
+  // A transaction started on a new or a pooled ("reused") next-hop connection.
+  void upstreamSession(std::string_view smarthost, bool reused);
   void auditWouldRefuse(std::string_view connector, std::string_view stage,
                         std::string_view reason);
 
@@ -52,6 +56,8 @@ private:
   prometheus::Family<prometheus::Gauge>& version_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Counter>& audit_;
+  prometheus::Family<prometheus::Gauge>& upstream_;
+  prometheus::Family<prometheus::Counter>& upstreamSessions_;
   prometheus::Gauge* currentVersion_ = nullptr;
 };
 

@@ -1,5 +1,7 @@
 #include "policy_store.h"
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -7,6 +9,44 @@
 #include "kuberelay/policy/manifest.h"
 
 namespace kuberelay::relay {
+
+namespace {
+
+// One client context per connector, built with the policy: creating it per session would load
+// the system trust store for every message.
+std::shared_ptr<asio::ssl::context> clientContext(const policy::CompiledConnector& c,
+                                                  std::string& error) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  ctx->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                   asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                   asio::ssl::context::no_compression);
+  if (c.spec.forwarding.tls != policy::ForwardTls::Required) {
+    ctx->set_verify_mode(asio::ssl::verify_none);  // opportunistic: encrypt, trust nothing
+    return ctx;
+  }
+  asio::error_code ec;
+  ctx->set_default_verify_paths(ec);
+  if (!c.forwardCaPem.empty()) {
+    // Every certificate of the bundle (asio's add_certificate_authority takes one).
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx->native_handle());
+    BIO* bio = BIO_new_mem_buf(c.forwardCaPem.data(), static_cast<int>(c.forwardCaPem.size()));
+    int added = 0;
+    while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+      if (X509_STORE_add_cert(store, cert) == 1) ++added;
+      X509_free(cert);
+    }
+    BIO_free(bio);
+    ERR_clear_error();  // the loop ends on a "no start line" error
+    if (added == 0) {
+      error = "ca.crt holds no certificate OpenSSL can read";
+      return nullptr;
+    }
+  }
+  ctx->set_verify_mode(asio::ssl::verify_peer);
+  return ctx;
+}
+
+}  // namespace
 
 PrepareResult prepare(policy::SnapshotPtr snapshot) {
   auto loaded = std::make_shared<LoadedPolicy>();
@@ -30,6 +70,19 @@ PrepareResult prepare(policy::SnapshotPtr snapshot) {
     } catch (const std::exception& e) {
       return {nullptr, "ReceiveConnector " + c.id + ": TLS Secret " + c.spec.tlsSecretName +
                            " is unusable: " + e.what()};
+    }
+  }
+  loaded->forwardTls.resize(snapshot->connectors().size());
+  for (const auto& c : snapshot->connectors()) {
+    if (c.quarantined || c.spec.forwarding.tls == policy::ForwardTls::None ||
+        c.spec.forwarding.smarthosts.empty()) {
+      continue;
+    }
+    std::string error;
+    loaded->forwardTls[c.index] = clientContext(c, error);
+    if (!error.empty()) {
+      return {nullptr, "ReceiveConnector " + c.id + ": CA Secret " +
+                           c.spec.forwarding.caSecretName + " is unusable: " + error};
     }
   }
   for (const auto& c : snapshot->connectors()) {

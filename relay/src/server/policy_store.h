@@ -25,6 +25,9 @@ namespace kuberelay::relay {
 struct LoadedPolicy {
   policy::SnapshotPtr snapshot;
   std::vector<std::shared_ptr<asio::ssl::context>> tls;  // by connector index; null: no TLS
+  // Client contexts for STARTTLS to each connector's smarthosts (trust: the system store plus
+  // forwarding.caSecretName), by connector index; null when forwarding.tls is None.
+  std::vector<std::shared_ptr<asio::ssl::context>> forwardTls;
   // proxyProtocol.trustedRanges of every connector bound to a port, merged per port: one
   // lookup per connection instead of a walk over all connectors.
   std::unordered_map<uint16_t, policy::RangeIndex> proxyTrustedByPort;

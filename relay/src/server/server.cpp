@@ -159,7 +159,8 @@ private:
       setReadDeadline(Clock::now() + inactivity_);
       forwarder_ =
           makeForwarder(*connector_, {socket_.get_executor(), &relay_.blocking_, &relay_.metrics_,
-                                      relay_.options_.hostName, relay_.options_.nextHopTimeout});
+                                      relay_.options_.hostName, relay_.options_.nextHopTimeout,
+                                      policy_->forwardTls[connector_->index], &relay_.nextHops_});
     }
     prometheus::Gauge* active = allowed ? &relay_.metrics_.active(connectorId_) : nullptr;
     if (active) active->Increment();
@@ -588,6 +589,7 @@ private:
 Relay::Relay(asio::io_context& io, RelayOptions options)
     : io_(io),
       options_(std::move(options)),
+      nextHops_(io.get_executor(), options_.nextHopPool),
       protocolLog_(std::make_unique<ProtocolLog>(options_.protocolLogDir)),
       counters_(std::make_unique<Counters>()),
       reloadTimer_(io) {
@@ -916,6 +918,12 @@ awaitable<void> Relay::drainLoop() {
   log("info", "drained", {{"open_sessions", std::to_string(counters_->total)}});
   for (const auto& w : live_) {
     if (auto c = w.lock()) c->abort();  // past the deadline: 421 and close, nothing delivered
+  }
+  // Pooled next-hop sessions get their QUIT (bounded: each gives up after two seconds).
+  nextHops_.closeAll();
+  for (int i = 0; i < 25 && nextHops_.retiring() > 0; ++i) {
+    t.expires_after(std::chrono::milliseconds(100));
+    co_await t.async_wait(kNoThrow);
   }
   if (admin_) {
     asio::error_code ignored;

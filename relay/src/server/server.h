@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 
+#include "forwarder.h"
 #include "metrics.h"
 #include "policy_store.h"
 #include "protocol_log.h"
@@ -38,6 +39,7 @@ struct RelayOptions {
   std::chrono::milliseconds reloadInterval{1000};
   std::chrono::milliseconds drainTimeout{30000};
   std::chrono::milliseconds nextHopTimeout{60000};
+  NextHopPool::Options nextHopPool;
   std::filesystem::path protocolLogDir;  // empty: protocol log lines go to standard output
 };
 
@@ -78,6 +80,7 @@ private:
   asio::io_context& io_;
   RelayOptions options_;
   Metrics metrics_;
+  NextHopPool nextHops_;
   PolicyStore store_;
   std::unique_ptr<ProtocolLog> protocolLog_;
   std::optional<ManifestDirectory> manifests_;

@@ -7,6 +7,7 @@
 //   `meta.invalid` and whatever parts could be read (see compiler.h for what happens to it).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -85,6 +86,7 @@ struct Forwarding {
   std::vector<std::string> smarthosts;  // "host:port", tried in order
   ForwardTls tls = ForwardTls::Opportunistic;
   std::string credentialsSecretName;
+  std::string caSecretName;  // key ca.crt: extra trust anchors for tls Required
   std::string dropDirectory;
 };
 
@@ -109,6 +111,12 @@ struct ReceiveConnector {
   Forwarding forwarding;
   ProtocolLogging protocolLogging = ProtocolLogging::None;
   Enforcement enforcement = Enforcement::Enforce;
+
+  // Every Secret name field (some may be empty): what an operator must watch for this object.
+  std::array<const std::string*, 4> secretNameFields() const {
+    return {&tlsSecretName, &usersSecretName, &forwarding.credentialsSecretName,
+            &forwarding.caSecretName};
+  }
 };
 
 enum class PrincipalKind : uint8_t {

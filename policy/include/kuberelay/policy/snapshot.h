@@ -114,6 +114,7 @@ struct CompiledConnector {
   std::string tlsPrivateKeyPem;
   std::string forwardUsername;
   std::string forwardPassword;
+  std::string forwardCaPem;  // PEM bundle from forwarding.caSecretName
 
   bool hasMechanism(uint8_t m) const { return (spec.authMechanisms & m) != 0; }
   bool hasGroup(uint8_t g) const { return (spec.permissionGroups & g) != 0; }
