@@ -5,7 +5,6 @@
 #include "kuberelay/policy/credentials.h"
 
 namespace kuberelay::policy {
-namespace {
 
 std::string jsonString(std::string_view s) {
   std::string out = "\"";
@@ -25,8 +24,6 @@ std::string jsonString(std::string_view s) {
   }
   return out + "\"";
 }
-
-}  // namespace
 
 ExplainResult explainSession(const SnapshotPtr& snapshot, const ExplainRequest& req) {
   ExplainResult out;

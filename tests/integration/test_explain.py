@@ -74,3 +74,53 @@ def test_live_explain_refuses_bad_questions(relay, sink):
             raise AssertionError(f"/explain?{query} was answered")
         except urllib.error.HTTPError as e:
             assert e.code == 400
+
+
+def refusals(r, limit=None):
+    path = "/refusals" + (f"?limit={limit}" if limit else "")
+    with urllib.request.urlopen(f"http://127.0.0.1:{r.admin_port}{path}", timeout=5) as resp:
+        assert resp.headers["Content-Type"] == "application/json"
+        return json.loads(resp.read())["refusals"]
+
+
+def test_recent_refusals_carry_their_decision_trace(relay, sink):
+    """The admin port's /refusals: the last refused sessions, newest first, each explained
+    against the snapshot that refused it; no password and no message content in it."""
+    r = relay(EXAMPLE, sink)
+    port = r.port(2525)
+    assert refusals(r) == []
+    # 1. anonymous, on-list, relay to a non-accepted domain: refused at RCPT
+    assert smtp_outcome(r, "127.0.0.40", "app@customer.test", "someone@elsewhere.test")[0] is False
+    # 2. anonymous, off-list: refused before MAIL FROM is accepted (5.7.3)
+    assert smtp_outcome(r, "127.0.0.41", "app@customer.test", "dave@example.com")[0] is False
+    # 3. authenticated from off-list with a wrong password (the password must never show up)
+    with RawSMTP(port, source="127.0.0.41") as c:
+        c.greeting()
+        c.ehlo()
+        assert c.starttls().code == 220
+        c.ehlo()
+        assert c.auth_plain("dave@example.com", "Wrong-Secret-Password").code == 535
+    # 4. an accepted message: not a refusal
+    with RawSMTP(port, source="127.0.0.40") as c:
+        c.greeting()
+        c.ehlo()
+        assert c.send_message("app@customer.test", ["dave@example.com"],
+                              b"Subject: confidential body\r\n\r\nTop-Secret-Content\r\n")[-1].code == 250
+
+    got = refusals(r)
+    assert [(x["stage"], x["reason"]) for x in got] == [
+        ("auth", "bad_credentials"), ("mail", "anonymous_off_list"), ("rcpt", "relay_denied")]
+    auth, off_list, relay_denied = got
+    assert [x["client"] for x in got] == ["127.0.0.41", "127.0.0.41", "127.0.0.40"]
+    assert all(x["connector"] == "default/hub-anonymous-only" and x["port"] == port for x in got)
+    assert off_list["reply"].startswith("530 5.7.3")
+    # The explanation replays what the policy saw and names the rule, like `explain` does.
+    assert relay_denied["explain"]["allowed"] is False
+    last = relay_denied["explain"]["stages"][-1]
+    assert (last["stage"], last["input"], last["reason"]) == ("rcpt", "someone@elsewhere.test", "relay_denied")
+    assert last["trace"], "a refusal is explained by its trace"
+    assert off_list["explain"]["stages"][-1]["reason"] == "anonymous_off_list"
+    assert off_list["explain"]["policyVersion"] == r.version()
+    text = json.dumps(got)
+    assert "Wrong-Secret-Password" not in text and "Top-Secret-Content" not in text
+    assert len(refusals(r, limit=1)) == 1 and refusals(r, limit=1)[0]["stage"] == "auth"

@@ -364,10 +364,13 @@ private:
         } else {
           reply = co_await forwarder_->begin(std::string(b->sender), b->params);
         }
+        sender_ = b->sender;
+        recipients_.clear();
         co_return co_await answer(reply);
       } else if (auto* rc = std::get_if<smtp::action::AddRecipient>(&a)) {
         if (!co_await flush()) co_return false;
         NextHopReply reply = co_await forwarder_->addRecipient(std::string(rc->recipient));
+        if (reply.code < 400) recipients_.emplace_back(rc->recipient);
         co_return co_await answer(reply);
       } else if (std::holds_alternative<smtp::action::BeginData>(a)) {
         if (!co_await flush()) co_return false;
@@ -456,6 +459,7 @@ private:
     }
     if (d.allowed && ev.stage != smtp::EventStage::Connect) return;
     std::string reply = d.reply.toString();
+    if (!d.allowed && ev.fromPolicy && !nextHop) keepRefusal(ev, reply);
     log("info", "decision",
         {{"session", sessionId_},
          {"connector", connectorId_},
@@ -464,6 +468,42 @@ private:
          {"reply", reply},
          {"reason", d.reason},
          {"principal", smtp_->policy().principalDescription()}});
+  }
+
+  // What the policy saw, for /refusals: replayed through explainSession when it is read.
+  void keepRefusal(const smtp::action::Event& ev, const std::string& reply) {
+    Refusal r;
+    r.time = std::chrono::system_clock::now();
+    r.session = sessionId_;
+    r.connector = connectorId_;
+    r.stage = smtp::toString(ev.stage);
+    r.reply = reply;
+    r.reason = ev.decision.reason;
+    r.principal = smtp_->policy().principalDescription();
+    r.snapshot = policy_->snapshot;
+    policy::ExplainRequest& q = r.request;
+    q.from = facts_.remoteAddress;
+    q.toAddress = facts_.localAddress;
+    q.toPort = facts_.localPort;
+    q.tls = tls_ != nullptr;
+    if (const policy::UserEntry* u = smtp_->policy().user()) q.user = u->name;
+    switch (ev.stage) {
+      case smtp::EventStage::Mail:
+        q.mail = ev.input;
+        break;
+      case smtp::EventStage::Rcpt:
+        q.mail = sender_;
+        q.rcpts = {ev.input};
+        break;
+      case smtp::EventStage::Data:
+        q.mail = sender_;
+        q.rcpts = recipients_;
+        if (!ev.input.empty()) q.dataBytes = std::stoull(ev.input);
+        break;
+      default:
+        break;
+    }
+    relay_.refusals_.add(std::move(r));
   }
 
   std::string receivedHeader() const {
@@ -572,6 +612,8 @@ private:
   std::unique_ptr<Forwarder> forwarder_;
   std::optional<HeaderFirewall> firewall_;  // during DATA, unless every header right is held
   std::string headers_;                     // header fields that passed the firewall
+  std::string sender_;                      // of the current transaction, for /refusals
+  std::vector<std::string> recipients_;     // accepted so far in it
   Clock::time_point sessionDeadline_;
   Clock::time_point readDeadline_;
   Clock::time_point armed_ = Clock::time_point::max();  // what the watchdog waits for
@@ -788,6 +830,11 @@ awaitable<void> Relay::adminRequest(std::shared_ptr<tcp::socket> socket) {
           "usage: /explain?from=IP&port=N[&to=IP][&tls=1][&user=U][&mail=A][&size=N]"
           "[&rcpt=A]...[&data=N]\n";
     }
+  } else if (path == "/refusals" || path.rfind("/refusals?limit=", 0) == 0) {
+    size_t limit = 100;
+    if (path.size() > 16) limit = std::strtoul(path.c_str() + 16, nullptr, 10);
+    body = refusals_.toJson(limit);
+    type = "application/json";
   } else if (path == "/healthz") {
     body = "ok\n";
   } else if (path == "/readyz") {

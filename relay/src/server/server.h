@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "policy_store.h"
 #include "protocol_log.h"
+#include "refusals.h"
 
 namespace kuberelay::relay {
 
@@ -83,6 +84,7 @@ private:
   NextHopPool nextHops_;
   PolicyStore store_;
   std::unique_ptr<ProtocolLog> protocolLog_;
+  RecentRefusals refusals_;  // the last refused sessions, for /refusals
   std::optional<ManifestDirectory> manifests_;
   asio::thread_pool blocking_{2};
   std::map<std::string, std::shared_ptr<ListenerState>> listeners_;  // by binding text

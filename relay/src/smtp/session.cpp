@@ -421,7 +421,7 @@ void Session::mail(std::string_view argument, Output& out) {
     return;
   }
   const Decision d = policy_.mailFrom(args.sender.toMailAddress(), args.params.size);
-  event(EventStage::Mail, d, out);
+  event(EventStage::Mail, d, out, d.allowed ? std::string() : formatAddress(args.sender));
   if (!d.allowed) {
     send(d.reply, out);
     return;
@@ -452,7 +452,7 @@ void Session::rcpt(std::string_view argument, Output& out) {
     return;
   }
   const Decision d = policy_.rcptTo(args.recipient.toMailAddress(), recipients_);
-  event(EventStage::Rcpt, d, out);
+  event(EventStage::Rcpt, d, out, d.allowed ? std::string() : formatAddress(args.recipient));
   if (!d.allowed) {
     send(d.reply, out);
     return;
@@ -745,7 +745,7 @@ void Session::endOfMessage(const DataDecoder& decoder, Output& out) {
       break;
   }
   if (!d.allowed) {
-    event(EventStage::Data, d, out);
+    event(EventStage::Data, d, out, std::to_string(decoder.size()));
     resetTransaction(out);  // nothing of this content may be delivered
     send(d.reply, out);
     return;
@@ -789,13 +789,13 @@ void Session::send(const policy::Reply& reply, Output& out, TarpitKind tarpit) {
   out.reply(reply);
 }
 
-void Session::event(EventStage stage, const Decision& decision, Output& out) {
-  out.push(action::Event{stage, decision});
+void Session::event(EventStage stage, const Decision& decision, Output& out, std::string input) {
+  out.push(action::Event{stage, decision, std::move(input)});
 }
 
 void Session::refuse(EventStage stage, const policy::Reply& reply, std::string_view reason,
                      Output& out) {
-  event(stage, Decision{false, reply, reason}, out);
+  out.push(action::Event{stage, Decision{false, reply, reason}, {}, false});
   send(reply, out);
 }
 

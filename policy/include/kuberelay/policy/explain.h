@@ -49,4 +49,7 @@ struct ExplainResult {
 
 ExplainResult explainSession(const SnapshotPtr& snapshot, const ExplainRequest& request);
 
+// A JSON string literal (quotes and escapes) for `s`.
+std::string jsonString(std::string_view s);
+
 }  // namespace kuberelay::policy

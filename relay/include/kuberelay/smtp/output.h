@@ -94,6 +94,12 @@ struct ClientLine {
 struct Event {
   EventStage stage;
   policy::Decision decision;
+  // What the policy decided on, for the record of refused sessions: the address of MAIL FROM
+  // and RCPT TO, the size at end of data; empty otherwise.
+  std::string input;
+  // False for the session's own protocol refusals (syntax, sequence, limits), which are not
+  // the policy's and which explain cannot replay.
+  bool fromPolicy = true;
 };
 }  // namespace action
 

@@ -150,7 +150,8 @@ private:
   void resetTransaction(Output& out);
 
   void send(const policy::Reply& reply, Output& out, TarpitKind tarpit = TarpitKind::Normal);
-  void event(EventStage stage, const policy::Decision& decision, Output& out);
+  void event(EventStage stage, const policy::Decision& decision, Output& out,
+             std::string input = {});
   void refuse(EventStage stage, const policy::Reply& reply, std::string_view reason, Output& out);
   void protocolError(EventStage stage, const policy::Reply& reply, std::string_view reason,
                      Output& out);
