@@ -261,10 +261,10 @@ class NextHop:
         assert not named, f"the relay named recipients or started content at the next hop: {cmds}"
 
     def assert_one(self, rcpts: list[str], mail_from: str | None = None, content: bytes | None = None,
-                   timeout: float = 5.0):
+                   timeout: float = 5.0, transactions: int = 1):
         """Exactly one message reached the next hop, for exactly `rcpts` (and `mail_from`, and
-        byte for byte the client's `content` after the relay's Received field); returns the
-        sink's copy."""
+        byte for byte the client's `content` after the relay's Received field), in a stream with
+        `transactions` MAIL commands; returns the sink's copy."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.sink.files():
             time.sleep(0.02)
@@ -279,7 +279,7 @@ class NextHop:
         assert len(tapped) == 1, f"the tap saw {len(tapped)} messages: {tapped}"
         cmds = self.tap.commands()
         assert [c for c in cmds if c.upper().startswith("RCPT")] == [f"RCPT TO:<{r}>" for r in rcpts], cmds
-        assert len([c for c in cmds if c.upper().startswith("MAIL")]) == 1, cmds
+        assert len([c for c in cmds if c.upper().startswith("MAIL")]) == transactions, cmds
         if content is not None:
             got = strip_trace(tapped[0].content)
             assert got == content, f"content at the next hop differs:\n got {got!r}\nwant {content!r}"

@@ -267,3 +267,65 @@ def test_null_sender_does_not_open_relay(seed003, request, mail, mail_status, rc
         hop.assert_nothing(forbidden=(EXTERNAL, "AUTH="))
     # a forged AUTH= parameter never reaches the next hop (the sender is whoever authenticated)
     assert not [c for c in hop.tap.commands() if "AUTH=" in c.upper()]
+
+
+# UTF-8 addresses with SMTPUTF8 declared (RFC 6531). The smtp-sink next hop does not offer
+# SMTPUTF8, so these run on the quickstart connector without its relay right (anonymous, only
+# example.com), writing accepted mail to a drop directory - the next hop here.
+@pytest.fixture(scope="module")
+def quickstart_no_relay(module_relay):
+    r, _ = module_relay("quickstart", next_hop=False, drop_files=("senderpermission.yaml",))
+    return r
+
+
+UTF8_CASES = [
+    ("utf8-local-accepted", "<üser@example.com>".encode(), OK, "üser@example.com"),
+    ("utf8-local-accepted-upper", "<ÜSER@EXAMPLE.COM>".encode(), OK, "ÜSER@EXAMPLE.COM"),
+    ("utf8-domain", "<user@exämple.com>".encode(), RELAY_DENIED, None),
+    ("utf8-homograph", "<user@exаmple.com>".encode(), RELAY_DENIED, None),
+    ("utf8-external", "<üser@external.test>".encode(), RELAY_DENIED, None),
+    ("utf8-percent", "<üser%external.test@example.com>".encode(), RELAY_DENIED, None),
+    ("utf8-bang", "<external.test!üser@example.com>".encode(), RELAY_DENIED, None),
+    ("utf8-quoted-at", '<"ü@external.test"@example.com>'.encode(), RELAY_DENIED, None),
+    # U+FF20 is not "@": no routing character, so an example.com mailbox, passed on byte for
+    # byte (the relay applies no NFKC folding that would turn it into a route)
+    ("utf8-fullwidth-at", "<user＠external.test@example.com>".encode(), OK, "user＠external.test@example.com"),
+    ("invalid-byte", b"<\xff@example.com>", BAD_RCPT, None),
+    ("overlong", b"<\xc0\xafuser@example.com>", BAD_RCPT, None),
+    ("surrogate", b"<\xed\xa0\x80@example.com>", BAD_RCPT, None),
+    ("truncated-sequence", b"<user\xc3@example.com>", BAD_RCPT, None),
+    ("past-u10ffff", b"<\xf4\x90\x80\x80@example.com>", BAD_RCPT, None),
+]
+
+
+@pytest.mark.parametrize("rcpt, expected, delivered", [pytest.param(a, e, d, id=i) for i, a, e, d in UTF8_CASES])
+def test_utf8_addresses_with_smtputf8(quickstart_no_relay, request, rcpt, expected, delivered):
+    r = quickstart_no_relay
+    for f in r.drop_files():
+        f.unlink()
+    with session(r.port(), OFF_LIST) as c:
+        assert c.cmd("MAIL FROM:<sénder@example.com> SMTPUTF8").status == "250 2.1.0"
+        assert c.cmd(b"RCPT TO:" + rcpt).status == expected
+        if delivered:
+            assert c.cmd("DATA").code == 354
+            c.send(_content(request.node.callspec.id) + b".\r\n")
+            assert c.reply().status == "250 2.6.0"
+        assert c.cmd("QUIT").status == "221 2.0.0"
+    files = r.drop_files()
+    if delivered is None:
+        assert files == []
+    else:
+        [f] = files
+        data = f.read_bytes()
+        head = data.split(b"\r\nReceived:", 1)[0]
+        assert head == b"X-Sender: " + "sénder@example.com".encode() + b"\r\nX-Receiver: " + delivered.encode()
+        assert data.endswith(b"\r\n" + _content(request.node.callspec.id))
+
+
+def test_smtputf8_towards_a_next_hop_without_it_forwards_nothing(seed003):
+    r, hop = seed003
+    with session(r.port(), ON_LIST) as c:
+        assert c.cmd("MAIL FROM:<app@example.com> SMTPUTF8").status == "451 4.5.3"
+        assert c.cmd("RCPT TO:<üser@external.test>".encode()).status == "503 5.5.1"
+        assert c.cmd("QUIT").status == "221 2.0.0"
+    hop.assert_nothing(forbidden=("SMTPUTF8", EXTERNAL))
