@@ -5,11 +5,14 @@
 //   kuberelay-policy print DIR           the compiled snapshot (secrets redacted) and listeners
 //   kuberelay-policy script [--trace] DIR FILE
 //                                        run a policy script (see below) against DIR's policy
-//   kuberelay-policy explain DIR --from IP --to-port PORT [--to-address IP] [--tls]
+//   kuberelay-policy explain (DIR | --cluster [--kubeconfig FILE] [--context NAME]
+//                    [--namespace NS]...) --from IP --to-port PORT [--to-address IP] [--tls]
 //                    [--auth USER[:PASSWORD]] [--mail ADDR] [--size N] [--rcpt ADDR]...
 //                    [--data BYTES] [--json]
 //                                        the decision at each stage of one hypothetical session,
-//                                        with the rules and objects that produced it
+//                                        with the rules and objects that produced it; --cluster
+//                                        reads the objects from the API server (kubeconfig as
+//                                        the operator resolves it)
 // SCRIPT
 //   One command a line; '#' starts a comment. Each command prints "> command" and the policy's
 //   reply "< code enhanced text [reason]":
@@ -39,29 +42,71 @@
 #include "kuberelay/policy/explain.h"
 #include "kuberelay/policy/manifest.h"
 
+#ifdef KUBERELAY_WITH_CLUSTER
+#include "cluster_read.h"
+#include "kube/cpprest_kube_api.h"
+#include "kube/kubeconfig.h"
+#endif
+
 using namespace kuberelay::policy;
 
 namespace {
 
 int usage() {
-  std::cerr << "usage: kuberelay-policy check DIR... | print DIR | script [--trace] DIR FILE\n"
-               "       kuberelay-policy explain DIR --from IP --to-port PORT [--to-address IP]\n"
-               "           [--tls] [--auth USER[:PASSWORD]] [--mail ADDR] [--size N]\n"
-               "           [--rcpt ADDR]... [--data BYTES] [--json]\n";
+  std::cerr
+      << "usage: kuberelay-policy check DIR... | print DIR | script [--trace] DIR FILE\n"
+         "       kuberelay-policy explain (DIR | --cluster [--kubeconfig FILE] [--context NAME]\n"
+         "           [--namespace NS]...) --from IP --to-port PORT [--to-address IP]\n"
+         "           [--tls] [--auth USER[:PASSWORD]] [--mail ADDR] [--size N]\n"
+         "           [--rcpt ADDR]... [--data BYTES] [--json]\n";
   return 2;
 }
 
 CompileResult compileDirs(const std::vector<std::string>& dirs);
 
+struct ClusterSource {
+  bool enabled = false;
+  std::string kubeconfig, context;
+  std::vector<std::string> namespaces;
+};
+
+// The cluster's objects, compiled as the operator compiles them. nullopt (with a message on
+// stderr) when the API server cannot be read.
+std::optional<CompileResult> compileCluster(const ClusterSource& source) {
+#ifdef KUBERELAY_WITH_CLUSTER
+  try {
+    auto api = kuberelay::op::makeCpprestKubeApi(
+        kuberelay::op::resolveClusterConfig(source.kubeconfig, source.context),
+        {.userAgent = "kuberelay-policy"});
+    kuberelay::op::ClusterRead read = kuberelay::op::readPolicyObjects(*api, source.namespaces);
+    if (!read.error.empty()) {
+      std::cerr << "cannot read the cluster: " << read.error << "\n";
+      return std::nullopt;
+    }
+    return compile(read.set);
+  } catch (const std::exception& e) {
+    std::cerr << "cannot read the cluster: " << e.what() << "\n";
+    return std::nullopt;
+  }
+#else
+  (void)source;
+  std::cerr << "this kuberelay-policy was built without the operator's Kubernetes client\n";
+  return std::nullopt;
+#endif
+}
+
 int explain(std::vector<std::string> args) {
   if (args.empty()) return usage();
-  std::string dir = args[0];
+  ClusterSource cluster;
+  std::string dir;
+  size_t first = 0;
+  if (args[0].rfind("--", 0) != 0) dir = args[first++];
   std::string from, toAddress = "0.0.0.0", auth, mail;
   int port = -1;
   bool tls = false, json = false;
   std::optional<uint64_t> size, data;
   std::vector<std::string> rcpts;
-  for (size_t i = 1; i < args.size(); ++i) {
+  for (size_t i = first; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::optional<std::string> {
       if (i + 1 >= args.size()) return std::nullopt;
@@ -72,6 +117,13 @@ int explain(std::vector<std::string> args) {
       tls = true;
     } else if (a == "--json") {
       json = true;
+    } else if (a == "--cluster") {
+      cluster.enabled = true;
+    } else if ((a == "--kubeconfig" || a == "--context" || a == "--namespace") && (v = value())) {
+      cluster.enabled = true;
+      if (a == "--kubeconfig") cluster.kubeconfig = *v;
+      if (a == "--context") cluster.context = *v;
+      if (a == "--namespace") cluster.namespaces.push_back(*v);
     } else if ((a == "--from" || a == "--to-port" || a == "--to-address" || a == "--auth" ||
                 a == "--mail" || a == "--size" || a == "--rcpt" || a == "--data") &&
                (v = value())) {
@@ -99,7 +151,14 @@ int explain(std::vector<std::string> args) {
     std::cerr << "explain: --from IP and --to-port PORT are required\n";
     return 2;
   }
-  CompileResult result = compileDirs({dir});
+  if (cluster.enabled == !dir.empty()) {
+    std::cerr << "explain: give either a manifest DIR or --cluster\n";
+    return 2;
+  }
+  std::optional<CompileResult> compiled =
+      cluster.enabled ? compileCluster(cluster) : compileDirs({dir});
+  if (!compiled) return 2;
+  CompileResult& result = *compiled;
   ExplainRequest request;
   request.from = *remote;
   request.toAddress = *local;

@@ -605,3 +605,106 @@ def test_sigterm_stops_the_operator_cleanly(kube, crds, tmp_path):
     logs = op.logs()
     assert code == 0, logs
     assert "msg=stopping signal=SIGTERM" in logs and "msg=stopped" in logs, logs
+
+
+# ------------------------------------------------------------- explain against the API server
+# Last in the module: the objects it applies join the policy of the whole cluster.
+
+EXPLAIN_EXAMPLE = EXAMPLES / "004-ip-restriction-flag"
+EXPLAIN_NS = "explain-004"
+# (client, tls, auth, mail, rcpt): seed 004's AnonymousOnly connector, anonymous and authenticated
+EXPLAIN_TABLE = [
+    ("127.0.0.40", False, None, "app@customer.test", "dave@example.com"),          # on-list: local domain
+    ("127.0.0.40", False, None, "app@customer.test", "someone@elsewhere.test"),    # on-list: relay refused
+    ("127.0.0.41", False, None, "app@customer.test", "dave@example.com"),          # off-list: 530 5.7.3
+    ("127.0.0.41", True, ("dave@example.com", "Dave-Pass-004"), "dave@example.com", "someone@elsewhere.test"),
+    ("127.0.0.41", True, ("dave@example.com", "Dave-Pass-004"), "someone@example.com", "x@elsewhere.test"),
+    ("127.0.0.41", True, ("dave@example.com", "Wrong-Pass"), "dave@example.com", "x@elsewhere.test"),
+]
+
+
+def policy_tool() -> Path:
+    build = Path(os.environ.get("KUBERELAY_BUILD", REPO / "build"))
+    return build / "tools" / "kuberelay-policy"
+
+
+def explain_args(client, tls, auth, mail, rcpt, port):
+    args = ["--from", client, "--to-port", str(port), "--mail", mail, "--rcpt", rcpt, "--json"]
+    if tls:
+        args.append("--tls")
+    if auth:
+        args += ["--auth", f"{auth[0]}:{auth[1]}"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def explain_namespace(kube, crds):
+    apply_example(kube, EXPLAIN_NS, EXPLAIN_EXAMPLE)
+    return EXPLAIN_NS
+
+
+def integration_helpers():
+    """tests/integration's relay and smtp-sink wrappers (a relay in local mode, a next hop)."""
+    import sys
+    path = str(REPO / "tests" / "integration")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import relaytest
+    return relaytest
+
+
+def comparable(explained: dict, namespace: str) -> list:
+    """Stages, replies, reasons and traces, with the namespace (the only difference between a
+    directory, whose objects are in "default", and the cluster) normalized."""
+    text = re.sub(rf"\b{re.escape(namespace)}\b", "default", json.dumps(explained["stages"]))
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("row", EXPLAIN_TABLE, ids=[f"{r[0]}-{r[3]}-{r[4]}-{'auth' if r[2] else 'anon'}"
+                                                     + ("-bad" if r[2] and 'Wrong' in r[2][1] else "")
+                                                     for r in EXPLAIN_TABLE])
+def test_explain_from_the_cluster_a_directory_and_a_real_session_agree(kube, explain_namespace, tmp_path, row):
+    """`kuberelay-policy explain --cluster` (objects and Secrets read from the API server), the
+    same command on the example directory, and a real SMTP session to a relay running on that
+    directory give the same answer."""
+    h = integration_helpers()
+    tool = policy_tool()
+    assert tool.exists(), f"{tool} not built"
+    client, tls, auth, mail, rcpt = row
+
+    from_dir = run([tool, "explain", EXPLAIN_EXAMPLE, *explain_args(*row, 2525)], timeout=30, check=False)
+    from_cluster = run([tool, "explain", "--cluster", "--kubeconfig", kube.kubeconfig, "--namespace", explain_namespace,
+                        *explain_args(*row, 2525)], timeout=60, check=False)
+    assert from_dir.returncode in (0, 1), from_dir.stderr
+    assert from_cluster.returncode == from_dir.returncode, from_cluster.stderr
+    d, c = json.loads(from_dir.stdout), json.loads(from_cluster.stdout)
+    assert c["connector"] == f"{EXPLAIN_NS}/hub-anonymous-only"
+    assert comparable(c, EXPLAIN_NS) == comparable(d, EXPLAIN_NS)
+
+    # The real session, against a relay in local mode on the same directory.
+    sink = h.Sink(tmp_path)
+    relay = h.Relay(EXPLAIN_EXAMPLE.name, tmp_path, sink)
+    try:
+        with h.RawSMTP(relay.port(2525), source=client) as s:
+            assert s.greeting().code == 220
+            s.ehlo()
+            outcome = None
+            if tls:
+                assert s.starttls().code == 220
+                s.ehlo()
+            if auth:
+                a = s.auth_plain(*auth)
+                if a.code != 235:
+                    outcome = (False, a.status)
+            if outcome is None:
+                m = s.cmd(f"MAIL FROM:<{mail}>")
+                if m.code != 250:
+                    outcome = (False, m.status)
+                else:
+                    t = s.cmd(f"RCPT TO:<{rcpt}>")
+                    outcome = (t.code == 250, t.status)
+    finally:
+        relay.stop()
+        sink.stop()
+    last = c["stages"][-1]
+    assert (c["allowed"], " ".join(last["reply"].split(" ")[:2])) == outcome
