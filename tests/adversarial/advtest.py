@@ -278,7 +278,20 @@ class NextHop:
         tapped = self.tap.messages()
         assert len(tapped) == 1, f"the tap saw {len(tapped)} messages: {tapped}"
         cmds = self.tap.commands()
-        assert [c for c in cmds if c.upper().startswith("RCPT")] == [f"RCPT TO:<{r}>" for r in rcpts], cmds
+        # the recipients named in the transaction that carried the message
+        with self.tap.lock:
+            events = list(self.tap.events)
+        at = next(i for i, e in enumerate(events) if e[1] == "message")
+        conn = events[at][0]
+        named: list[str] = []
+        for c, kind, payload in reversed(events[:at]):
+            if c != conn or kind != "cmd":
+                continue
+            if payload.upper().startswith("MAIL"):
+                break
+            if payload.upper().startswith("RCPT"):
+                named.insert(0, payload)
+        assert named == [f"RCPT TO:<{r}>" for r in rcpts], cmds
         assert len([c for c in cmds if c.upper().startswith("MAIL")]) == transactions, cmds
         if content is not None:
             got = strip_trace(tapped[0].content)
