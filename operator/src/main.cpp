@@ -4,10 +4,14 @@
 //   kuberelay-operator [--kubeconfig FILE] [--context NAME] [--namespace NS]...
 //                      [--admin 127.0.0.1:9091] [--min-watch-timeout SECONDS] [--no-events]
 //                      [--log-level debug|info|warn|error]
+//                      [--policy-listen ADDR (--policy-tls-cert F --policy-tls-key F
+//                       --policy-client-ca F | --policy-insecure)]
 //
 // Informers (list-then-watch) for the three kinds and Secrets, in every namespace or in each
-// --namespace; one reconcile loop; /healthz, /readyz and /metrics on --admin. SIGTERM or SIGINT:
-// stop watching, finish the pass in progress, exit 0.
+// --namespace; one reconcile loop; /healthz, /readyz and /metrics on --admin. With
+// --policy-listen, the gRPC policy channel relays subscribe to (policy_server.h), and each
+// object's Ready condition and status.relays follow the relays' ACKs and NACKs. SIGTERM or
+// SIGINT: stop watching, finish the pass in progress, close the relays' streams, exit 0.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -26,11 +30,13 @@
 #include <vector>
 
 #include "admin_server.h"
+#include "distribution.h"
 #include "informer.h"
 #include "kube/cpprest_kube_api.h"
 #include "kube/kubeconfig.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy_server.h"
 #include "reconciler.h"
 
 using namespace kuberelay::op;
@@ -105,6 +111,16 @@ int main(int argc, char** argv) {
                  "watch timeout in seconds: each watch lasts a random time in [T, 2T]")
       ->check(CLI::Range(1, 86400));
   app.add_flag("--no-events", noEvents, "do not create Kubernetes Events");
+  PolicyServerOptions policyOptions;
+  std::string policyListen;
+  app.add_option("--policy-listen", policyListen,
+                 "address:port of the gRPC policy channel for relays (default: off)");
+  app.add_option("--policy-tls-cert", policyOptions.certFile, "policy channel: server certificate");
+  app.add_option("--policy-tls-key", policyOptions.keyFile, "policy channel: server key");
+  app.add_option("--policy-client-ca", policyOptions.clientCaFile,
+                 "policy channel: CA that signed the relays' client certificates");
+  app.add_flag("--policy-insecure", policyOptions.insecure,
+               "policy channel without TLS (local use only)");
   app.add_option("--log-level", logLevel, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
@@ -153,7 +169,24 @@ int main(int argc, char** argv) {
   }
 
   InformerSource source;
+  PolicyDistributor distributor(&metrics);
+  if (!policyListen.empty()) ropts.publisher = &distributor;
   Reconciler reconciler(*api, source, ropts, &metrics);
+  distributor.onRolloutChange([&reconciler] { reconciler.trigger(); });
+  std::unique_ptr<PolicyServer> policyServer;
+  if (!policyListen.empty()) {
+    policyOptions.listen = policyListen;
+    policyServer = std::make_unique<PolicyServer>(distributor, policyOptions, &metrics);
+    try {
+      policyServer->start();
+    } catch (const std::exception& e) {
+      logError("cannot start the policy channel", {{"error", e.what()}});
+      return 2;
+    }
+    logInfo("policy channel listening", {{"address", policyListen},
+                                         {"port", std::to_string(policyServer->port())},
+                                         {"tls", policyOptions.insecure ? "off" : "mutual"}});
+  }
   std::vector<std::unique_ptr<Informer>> informers;
   std::vector<ResourceType> types = {resources::kReceiveConnectors, resources::kSenderPermissions,
                                      resources::kAcceptedDomains, resources::kSecrets};
@@ -228,6 +261,7 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   logInfo("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   cancel.cancel();
+  if (policyServer) policyServer->stop();
   bool finished;
   {
     std::unique_lock lock(doneMutex);

@@ -35,6 +35,22 @@ Metrics::Metrics()
       diagnostics_(BuildGauge()
                        .Name("kuberelay_operator_compile_diagnostics")
                        .Help("Errors and warnings of the last compile")
+                       .Register(*registry_)),
+      relays_(BuildGauge()
+                  .Name("kuberelay_operator_relays_connected")
+                  .Help("Relays subscribed to the policy channel, by pool")
+                  .Register(*registry_)),
+      relayUpdates_(BuildCounter()
+                        .Name("kuberelay_operator_relay_updates_total")
+                        .Help("Snapshots relays applied (ACK) or rejected (NACK), by pool")
+                        .Register(*registry_)),
+      snapshotBytes_(BuildGauge()
+                         .Name("kuberelay_operator_snapshot_bytes")
+                         .Help("Serialized size of the pool's latest snapshot")
+                         .Register(*registry_)),
+      propagation_(BuildHistogram()
+                       .Name("kuberelay_operator_propagation_seconds")
+                       .Help("From the first change observed to the last relay's ACK, by pool")
                        .Register(*registry_)) {
   for (const char* kind : {"ReceiveConnector", "SenderPermission", "AcceptedDomain"}) {
     for (const char* state : {"accepted", "rejected", "warning"}) {
@@ -80,6 +96,24 @@ void Metrics::compiled(const std::string& version, size_t errors, size_t warning
 
 void Metrics::watchRestart(const std::string& kind, const char* reason) {
   watchRestarts_.Add({{"kind", kind}, {"reason", reason}}).Increment();
+}
+
+void Metrics::relaysConnected(const std::string& pool, size_t count) {
+  relays_.Add({{"pool", pool}}).Set(static_cast<double>(count));
+}
+
+void Metrics::propagated(const std::string& pool, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries buckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                               1,    2.5,   5,    10,  30};
+  propagation_.Add({{"pool", pool}}, buckets).Observe(seconds);
+}
+
+void Metrics::relayUpdate(const std::string& pool, const char* result) {
+  relayUpdates_.Add({{"pool", pool}, {"result", result}}).Increment();
+}
+
+void Metrics::snapshotBytes(const std::string& pool, size_t bytes) {
+  snapshotBytes_.Add({{"pool", pool}}).Set(static_cast<double>(bytes));
 }
 
 }  // namespace kuberelay::op

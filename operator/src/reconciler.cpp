@@ -118,7 +118,7 @@ ObservedObject observe(Kind kind, const Json& object) {
   return o;
 }
 
-void decodeObject(const Json& object, policy::ResourceSet& out) {
+Json slimObject(const Json& object) {
   const std::string kind = str(member(object, "kind"));
   Json slim = Json::object();
   slim["apiVersion"] = member(object, "apiVersion");
@@ -139,9 +139,19 @@ void decodeObject(const Json& object, policy::ResourceSet& out) {
     const Json& spec = member(object, "spec");
     if (!spec.is_null()) slim["spec"] = spec;
   }
+  return slim;
+}
+
+void decodeSlimObject(const std::string& manifest, const std::string& ns,
+                      policy::ResourceSet& out) {
   policy::ManifestOptions options;
-  options.defaultNamespace = str(member(srcMd, "namespace"));
-  policy::decodeManifests(slim.dump(), "kube-apiserver", out, options);
+  options.defaultNamespace = ns;
+  policy::decodeManifests(manifest, "kube-apiserver", out, options);
+}
+
+void decodeObject(const Json& object, policy::ResourceSet& out) {
+  decodeSlimObject(slimObject(object).dump(), str(member(member(object, "metadata"), "namespace")),
+                   out);
 }
 
 std::vector<std::string> referencedSecrets(const policy::ResourceSet& set) {
@@ -154,9 +164,43 @@ std::vector<std::string> referencedSecrets(const policy::ResourceSet& set) {
   return {names.begin(), names.end()};
 }
 
+namespace {
+
+Condition readyCondition(const ObjectStatus& st, const std::string& pool, const Rollout& r,
+                         int64_t generation) {
+  const std::string where = pool.empty() ? "" : " of pool " + pool;
+  if (!st.accepted) {
+    return {"Ready",    "False", "NotAccepted", "not enforced as written: see Accepted",
+            generation, ""};
+  }
+  if (r.total == 0) {
+    return {"Ready", "Unknown", "NoRelays", "no relay" + where + " is connected", generation, ""};
+  }
+  const std::string counts = std::to_string(r.applied) + "/" + std::to_string(r.total);
+  if (r.rejected > 0) {
+    return {"Ready",
+            "False",
+            "RelayRejected",
+            clipMessage(std::to_string(r.rejected) + " relay(s)" + where + " rejected policy " +
+                        r.version + " and keep the previous one: " + r.error),
+            generation,
+            ""};
+  }
+  if (r.applied == r.total) {
+    return {"Ready",    "True", "Applied", counts + " relays" + where + " run policy " + r.version,
+            generation, ""};
+  }
+  return {"Ready",       "False",
+          "Propagating", counts + " relays" + where + " run policy " + r.version,
+          generation,    ""};
+}
+
+}  // namespace
+
 std::map<ObjectId, ObjectStatus> desiredStatuses(const std::vector<ObservedObject>& objects,
                                                  const policy::ResourceSet& set,
-                                                 const policy::CompileResult& result) {
+                                                 const policy::CompileResult& result,
+                                                 const RolloutFn& rollout) {
   std::map<RefKey, std::vector<const policy::Diagnostic*>> errors, warnings;
   for (const auto& d : result.diagnostics) {
     if (d.object.name.empty()) continue;  // not attributable to one object
@@ -221,10 +265,26 @@ std::map<ObjectId, ObjectStatus> desiredStatuses(const std::vector<ObservedObjec
     st.accepted = accepted.status == "True";
     st.conditions.push_back(std::move(accepted));
 
-    st.conditions.push_back({"Ready", "Unknown", "NoRelays",
-                             "no relay reports this policy version yet (policy distribution to "
-                             "relays is not implemented)",
-                             o.generation, ""});
+    if (rollout) {
+      // The relays that enforce this object: its connector's pool (AcceptedDomains: all).
+      std::string pool;
+      if (o.id.kind == Kind::ReceiveConnector) {
+        auto c = connectors.find({o.id.ns, o.id.name});
+        pool = c != connectors.end() ? c->second->relayPool : "default";
+      } else if (o.id.kind == Kind::SenderPermission) {
+        auto p = permissions.find({o.id.ns, o.id.name});
+        auto c = p == permissions.end() ? connectors.end()
+                                        : connectors.find({o.id.ns, p->second->connector});
+        pool = c != connectors.end() ? c->second->relayPool : "default";
+      }
+      Rollout r = rollout(pool);
+      st.relays = std::make_pair(r.total, r.applied);
+      st.conditions.push_back(readyCondition(st, pool, r, o.generation));
+    } else {
+      st.conditions.push_back({"Ready", "Unknown", "NoRelays",
+                               "policy distribution is off (kuberelay-operator --policy-listen)",
+                               o.generation, ""});
+    }
 
     // Warnings: the analyzer's, and the problems of the Secrets a connector references.
     std::map<std::string, std::string> byType;
@@ -301,6 +361,12 @@ std::optional<Json> statusUpdate(const Json& current, const ObjectStatus& desire
               existing.size() == desired.conditions.size();
   if (same && withPolicyVersion)
     same = str(member(current, "policyVersion")) == desired.policyVersion;
+  if (same && desired.relays) {
+    const Json& relays = member(current, "relays");
+    same = int64(member(relays, "total")) == static_cast<int64_t>(desired.relays->first) &&
+           int64(member(relays, "applied")) == static_cast<int64_t>(desired.relays->second) &&
+           member(relays, "total").is_number();
+  }
   if (same) {
     for (const auto& c : desired.conditions) {
       auto it = existing.find(c.type);
@@ -332,6 +398,9 @@ std::optional<Json> statusUpdate(const Json& current, const ObjectStatus& desire
   Json status = Json::object();
   status["observedGeneration"] = desired.observedGeneration;
   if (withPolicyVersion) status["policyVersion"] = desired.policyVersion;
+  if (desired.relays) {
+    status["relays"] = {{"total", desired.relays->first}, {"applied", desired.relays->second}};
+  }
   status["conditions"] = std::move(conditions);
   return status;
 }
@@ -359,6 +428,7 @@ void Reconciler::trigger() {
   {
     std::lock_guard lock(mutex_);
     dirty_ = true;
+    if (!pendingSince_) pendingSince_ = std::chrono::steady_clock::now();
   }
   cv_.notify_all();
 }
@@ -373,16 +443,19 @@ std::string Reconciler::policyVersion() const {
   return policyVersion_;
 }
 
-const policy::ResourceSet& Reconciler::decodeCached(const std::string& cacheKey, const Json& object,
+const Reconciler::Decoded& Reconciler::decodeCached(const std::string& cacheKey, const Json& object,
                                                     const std::string& stamp) {
   auto it = decoded_.find(cacheKey);
-  if (it != decoded_.end() && it->second.stamp == stamp) return it->second.set;
+  if (it != decoded_.end() && it->second.stamp == stamp) return it->second;
   Decoded d;
   d.stamp = stamp;
-  decodeObject(object, d.set);
+  const Json& md = member(object, "metadata");
+  d.source = {str(member(object, "kind")), str(member(md, "namespace")), str(member(md, "name")),
+              int64(member(md, "generation")), slimObject(object).dump()};
+  decodeSlimObject(d.source.manifest, d.source.ns, d.set);
   auto& slot = decoded_[cacheKey];
   slot = std::move(d);
-  return slot.set;
+  return slot;
 }
 
 void Reconciler::emitEvents(const ObservedObject& object, const std::vector<Condition>& problems,
@@ -475,11 +548,17 @@ PassResult Reconciler::reconcileOnce() {
   if (!source_.synced()) return pass;
   const auto started = std::chrono::steady_clock::now();
   pass.ran = true;
+  std::chrono::steady_clock::time_point changedAt = started;
+  {
+    std::lock_guard lock(mutex_);
+    if (pendingSince_) changedAt = *pendingSince_;
+    pendingSince_.reset();
+  }
 
   // Decode (cached per object: a custom resource is decoded again only when its generation
   // changes, a Secret when its resourceVersion does).
   std::vector<ObservedObject> observed;
-  std::vector<const policy::ResourceSet*> fragments;
+  std::vector<const Decoded*> fragments;
   std::string fingerprint;
   std::set<std::string> seen;
   for (Kind kind : kAllKinds) {
@@ -497,8 +576,8 @@ PassResult Reconciler::reconcileOnce() {
   }
   policy::ResourceSet connectorsOnly;
   for (const auto* f : fragments) {
-    connectorsOnly.connectors.insert(connectorsOnly.connectors.end(), f->connectors.begin(),
-                                     f->connectors.end());
+    connectorsOnly.connectors.insert(connectorsOnly.connectors.end(), f->set.connectors.begin(),
+                                     f->set.connectors.end());
   }
   std::set<std::string> wanted;
   for (auto& s : referencedSecrets(connectorsOnly)) wanted.insert(std::move(s));
@@ -521,14 +600,21 @@ PassResult Reconciler::reconcileOnce() {
   // Compile when the inputs changed.
   if (!lastResult_ || fingerprint != lastFingerprint_) {
     policy::ResourceSet set;
-    for (const auto* f : fragments) {
-      set.connectors.insert(set.connectors.end(), f->connectors.begin(), f->connectors.end());
-      set.permissions.insert(set.permissions.end(), f->permissions.begin(), f->permissions.end());
-      set.domains.insert(set.domains.end(), f->domains.begin(), f->domains.end());
-      set.secrets.insert(set.secrets.end(), f->secrets.begin(), f->secrets.end());
-      set.diagnostics.insert(set.diagnostics.end(), f->diagnostics.begin(), f->diagnostics.end());
+    auto sources = std::make_shared<std::vector<PolicySourceObject>>();
+    for (const auto* d : fragments) {
+      const policy::ResourceSet& f = d->set;
+      set.connectors.insert(set.connectors.end(), f.connectors.begin(), f.connectors.end());
+      set.permissions.insert(set.permissions.end(), f.permissions.begin(), f.permissions.end());
+      set.domains.insert(set.domains.end(), f.domains.begin(), f.domains.end());
+      set.secrets.insert(set.secrets.end(), f.secrets.begin(), f.secrets.end());
+      set.diagnostics.insert(set.diagnostics.end(), f.diagnostics.begin(), f.diagnostics.end());
+      if (options_.publisher) sources->push_back(d->source);
     }
     lastResult_ = policy::compile(set);
+    if (options_.publisher) {
+      options_.publisher->publish(std::make_shared<const policy::ResourceSet>(set), sources,
+                                  changedAt);
+    }
     lastSet_ = std::move(set);
     lastFingerprint_ = fingerprint;
     pass.compiledAgain = true;
@@ -547,7 +633,11 @@ PassResult Reconciler::reconcileOnce() {
   pass.policyVersion = lastResult_->snapshot->version();
 
   // Statuses.
-  auto desired = desiredStatuses(observed, lastSet_, *lastResult_);
+  RolloutFn rollout;
+  if (options_.publisher) {
+    rollout = [p = options_.publisher](const std::string& pool) { return p->rollout(pool); };
+  }
+  auto desired = desiredStatuses(observed, lastSet_, *lastResult_, rollout);
   const std::string now = rfc3339(options_.now());
   std::map<Kind, std::array<size_t, 3>> states;  // accepted, rejected, with warnings
   for (Kind kind : kAllKinds) states[kind] = {0, 0, 0};

@@ -63,10 +63,22 @@ struct Condition {
   std::string lastTransitionTime;  // RFC 3339; empty in desired statuses
 };
 
+// How far a pool's current policy has reached its relays (from the policy distributor).
+struct Rollout {
+  std::string version;  // the pool's current policy version
+  size_t total = 0;     // relays of the pool connected now
+  size_t applied = 0;   // ... running `version`
+  size_t rejected = 0;  // ... that NACKed `version`
+  std::string error;    // one of the NACK messages
+};
+// pool "" asks about every relay (AcceptedDomains are part of every pool's snapshot).
+using RolloutFn = std::function<Rollout(const std::string& pool)>;
+
 struct ObjectStatus {
   int64_t observedGeneration = 0;
   std::string policyVersion;
-  std::vector<Condition> conditions;  // Accepted, Ready, then warnings by type
+  std::optional<std::pair<size_t, size_t>> relays;  // status.relays {total, applied}
+  std::vector<Condition> conditions;                // Accepted, Ready, then warnings by type
   bool accepted = false;
   size_t warnings = 0;
 };
@@ -86,15 +98,23 @@ ObservedObject observe(Kind kind, const Json& object);
 // into `out`, through the policy library's manifest decoder. Only the fields the compiler reads
 // are passed on (no status, managedFields, annotations).
 void decodeObject(const Json& object, policy::ResourceSet& out);
+// The part of an object the compiler reads (apiVersion, kind, metadata name/namespace/
+// generation/uid/resourceVersion, spec or type/data/stringData): what decodeObject decodes and
+// what the policy channel ships to relays, who decode it with decodeSlimObject.
+Json slimObject(const Json& object);
+void decodeSlimObject(const std::string& manifest, const std::string& ns, policy::ResourceSet& out);
 
 // The Secrets a set of connectors references ("namespace/name").
 std::vector<std::string> referencedSecrets(const policy::ResourceSet& set);
 
 // Pure: every object's desired status. `objects` are the objects to report on (each has been
 // decoded into `set`, which `result` was compiled from).
+// With `rollout` (policy distribution on), Ready and status.relays say how many relays of the
+// object's pool run the current policy; without it, Ready is Unknown (NoRelays).
 std::map<ObjectId, ObjectStatus> desiredStatuses(const std::vector<ObservedObject>& objects,
                                                  const policy::ResourceSet& set,
-                                                 const policy::CompileResult& result);
+                                                 const policy::CompileResult& result,
+                                                 const RolloutFn& rollout = {});
 
 // Pure: the status to write (observedGeneration, policyVersion when withPolicyVersion,
 // conditions with lastTransitionTime kept or set to `now`), or nullopt when `current` already
@@ -118,6 +138,25 @@ public:
   virtual std::vector<std::shared_ptr<const Json>> objects(const std::string& kind) const = 0;
   // True once every cache has completed its first list.
   virtual bool synced() const = 0;
+};
+
+// One policy object as the relays receive it.
+struct PolicySourceObject {
+  std::string kind, ns, name;
+  int64_t generation = 0;
+  std::string manifest;  // slimObject(...).dump()
+};
+
+// Where compiled policy goes (the policy distributor), and how far it got.
+class PolicyPublisher {
+public:
+  virtual ~PolicyPublisher() = default;
+  // A new policy: every decoded object (the reconciler's whole set) with its manifest.
+  // changedAt: when the first change it contains was observed (for propagation times).
+  virtual void publish(std::shared_ptr<const policy::ResourceSet> set,
+                       std::shared_ptr<const std::vector<PolicySourceObject>> objects,
+                       std::chrono::steady_clock::time_point changedAt) = 0;
+  virtual Rollout rollout(const std::string& pool) const = 0;
 };
 
 // Where the reconciler reports (metrics); every method is optional to implement.
@@ -145,6 +184,7 @@ struct ReconcilerOptions {
   std::map<Kind, bool> policyVersionField = {{Kind::ReceiveConnector, true},
                                              {Kind::SenderPermission, false},
                                              {Kind::AcceptedDomain, false}};
+  PolicyPublisher* publisher = nullptr;  // policy distribution; null: off
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
   };
@@ -177,14 +217,15 @@ private:
   struct Decoded {
     std::string stamp;  // uid + generation (custom resources) or uid + resourceVersion (Secrets)
     policy::ResourceSet set;
+    PolicySourceObject source;
   };
   struct Written {
     std::string fromResourceVersion;  // the cache still shows this version: use `status`
     Json status;
   };
 
-  const policy::ResourceSet& decodeCached(const std::string& cacheKey, const Json& object,
-                                          const std::string& stamp);
+  const Decoded& decodeCached(const std::string& cacheKey, const Json& object,
+                              const std::string& stamp);
   // Writes one object's status; returns the result label.
   const char* writeStatus(const ObservedObject& object, const ObjectStatus& desired,
                           const std::string& now);
@@ -205,6 +246,8 @@ private:
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   bool dirty_ = true;
+  // The first trigger since the last pass: when the changes a pass compiles were observed.
+  std::optional<std::chrono::steady_clock::time_point> pendingSince_;
   bool firstPassDone_ = false;
   std::string policyVersion_;
 };
