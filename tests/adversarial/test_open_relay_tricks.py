@@ -329,3 +329,68 @@ def test_smtputf8_towards_a_next_hop_without_it_forwards_nothing(seed003):
         assert c.cmd("RCPT TO:<üser@external.test>".encode()).status == "503 5.5.1"
         assert c.cmd("QUIT").status == "221 2.0.0"
     hop.assert_nothing(forbidden=("SMTPUTF8", EXTERNAL))
+
+
+# The same tricks against the connector in Audit mode: audit reports refusals instead of
+# enforcing them, except anonymous relaying (docs/operations.md: "audit never creates an open
+# relay"). Every expectation of the table holds unchanged.
+@pytest.fixture(scope="module")
+def audit003(module_relay):
+    return module_relay(SEED_003, connectors={"internet-default": {"enforcement": "Audit",
+                                                                   "limits": {"maxRecipientsPerMessage": 2}}})
+
+
+@pytest.mark.parametrize("rcpt, expected, delivered",
+                         [pytest.param(a, e, d, id=i) for i, a, e, d in OFF_LIST_CASES])
+def test_audit_mode_never_opens_the_relay(audit003, request, rcpt, expected, delivered):
+    r, hop = audit003
+    _probe(r, hop, OFF_LIST, rcpt, expected, delivered, request.node.callspec.id)
+
+
+AUDIT_BUG = ("relay bug: in Audit mode the maxRecipientsPerMessage check comes first in RCPT and is "
+             "audited into an acceptance, so the relay check never runs: past the limit an anonymous "
+             "client relays to any domain")
+
+# Past maxRecipientsPerMessage (2 here) on the Audit connector: (id, recipient, expected status,
+# delivered to it)
+BEYOND_LIMIT = [
+    pytest.param("someone@example.com", OK, True, id="accepted-domain"),  # audited 452: proceeds
+    pytest.param("victim@external.test", RELAY_DENIED, False, id="external",
+                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
+    pytest.param("victim%external.test@example.com", RELAY_DENIED, False, id="percent-hack",
+                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
+    pytest.param('"victim@external.test"@example.com', RELAY_DENIED, False, id="quoted-at",
+                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
+    pytest.param("victim@[192.0.2.1]", RELAY_DENIED, False, id="ip-literal",
+                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
+]
+
+
+@pytest.mark.parametrize("rcpt, expected, delivered", BEYOND_LIMIT)
+def test_audit_mode_recipient_limit_does_not_open_the_relay(audit003, rcpt, expected, delivered):
+    r, hop = audit003
+    body = b"Subject: beyond the limit\r\n\r\nx\r\n"
+    with session(r.port(), OFF_LIST) as c:
+        assert c.cmd("MAIL FROM:<sender@example.com>").status == "250 2.1.0"
+        assert c.cmd("RCPT TO:<a@example.com>").status == OK
+        assert c.cmd("RCPT TO:<b@example.com>").status == OK
+        assert c.cmd(f"RCPT TO:<{rcpt}>").status == expected
+        assert c.cmd("DATA").code == 354
+        c.send(body + b".\r\n")
+        assert c.reply().status == "250 2.0.0"
+        assert c.cmd("QUIT").status == "221 2.0.0"
+    hop.assert_one(["a@example.com", "b@example.com"] + ([rcpt] if delivered else []), content=body)
+    assert delivered or "victim" not in hop.tap.raw().decode()
+
+
+@pytest.mark.xfail(strict=True, reason=AUDIT_BUG)
+def test_audit_mode_default_recipient_limit_spam_run(relay, next_hop):
+    # With the default limit (200): two hundred local recipients, then the victims.
+    r = relay(SEED_003, next_hop, connectors={"internet-default": {"enforcement": "Audit"}})
+    with session(r.port(), OFF_LIST) as c:
+        c.send(b"MAIL FROM:<spammer@example.com>\r\n" + b"".join(f"RCPT TO:<u{i}@example.com>\r\n".encode()
+                                                                  for i in range(200)))
+        assert [c.reply().status for _ in range(201)] == ["250 2.1.0"] + [OK] * 200
+        assert c.cmd("RCPT TO:<victim@external.test>").status == RELAY_DENIED
+        assert c.cmd("QUIT").status == "221 2.0.0"
+    next_hop.assert_no_message(forbidden=("victim",))
