@@ -1,5 +1,6 @@
 #include "distribution.h"
 
+#include <algorithm>
 #include <set>
 #include <tuple>
 
@@ -58,19 +59,25 @@ void PolicyDistributor::onRolloutChange(std::function<void()> callback) {
   onRolloutChange_ = std::move(callback);
 }
 
-void PolicyDistributor::publish(std::shared_ptr<const policy::ResourceSet> set,
-                                std::shared_ptr<const std::vector<PolicySourceObject>> objects,
-                                std::chrono::steady_clock::time_point changedAt) {
+uint64_t PolicyDistributor::publish(std::shared_ptr<const policy::ResourceSet> set,
+                                    std::shared_ptr<const std::vector<PolicySourceObject>> objects,
+                                    std::chrono::steady_clock::time_point changedAt) {
+  uint64_t epoch;
   {
     std::lock_guard lock(mutex_);
     set_ = std::move(set);
     objects_ = std::move(objects);
     changedAt_ = changedAt;
     pools_.clear();
-    ++epoch_;
+    epoch = ++epoch_;
+    // Cut the snapshots of the pools relays serve now, so that their versions are known.
+    std::set<std::string> served;
+    for (const auto& [id, r] : relays_) served.insert(r.pool);
+    for (const auto& pool : served) snapshotLocked(pool);
   }
   published_.notify_all();
   notifyRolloutChange();
+  return epoch;
 }
 
 std::shared_ptr<const PoolSnapshot> PolicyDistributor::snapshotLocked(
@@ -91,6 +98,8 @@ std::shared_ptr<const PoolSnapshot> PolicyDistributor::snapshotLocked(
   // The relay compiles the same objects for the same pool: it must arrive at this version.
   snap->version = policy::compile(subset, {pool, false}).snapshot->version();
   pools_[pool] = snap;
+  uint64_t& latest = versionEpochs_[pool][snap->version];
+  latest = std::max(latest, snap->epoch);
   return snap;
 }
 
@@ -99,24 +108,24 @@ std::shared_ptr<const PoolSnapshot> PolicyDistributor::snapshot(const std::strin
   return snapshotLocked(pool);
 }
 
-Rollout PolicyDistributor::rollout(const std::string& pool) const {
+Rollout PolicyDistributor::rollout(const std::string& pool, uint64_t since) const {
   std::lock_guard lock(mutex_);
   Rollout r;
   for (const auto& [id, relay] : relays_) {
     if (!pool.empty() && relay.pool != pool) continue;
     auto snap = snapshotLocked(relay.pool);
     if (!snap) continue;
-    if (r.version.empty() || relay.pool == pool) r.version = snap->version;
     ++r.total;
-    if (relay.version == snap->version) {
+    uint64_t runs = 0;  // the latest publish the relay's version stands for
+    if (auto p = versionEpochs_.find(relay.pool); p != versionEpochs_.end()) {
+      if (auto v = p->second.find(relay.version); v != p->second.end()) runs = v->second;
+    }
+    if (runs > 0 && runs >= since) {
       ++r.applied;
     } else if (relay.rejectedVersion == snap->version) {
       ++r.rejected;
       if (r.error.empty()) r.error = relay.pod + ": " + relay.error;
     }
-  }
-  if (r.version.empty() && !pool.empty()) {
-    if (auto snap = snapshotLocked(pool)) r.version = snap->version;
   }
   return r;
 }

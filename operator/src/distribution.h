@@ -49,10 +49,11 @@ public:
   // Called (outside the lock) whenever a rollout changes: relays came, went, ACKed or NACKed.
   void onRolloutChange(std::function<void()> callback);
 
-  void publish(std::shared_ptr<const policy::ResourceSet> set,
-               std::shared_ptr<const std::vector<PolicySourceObject>> objects,
-               std::chrono::steady_clock::time_point changedAt) override;
-  Rollout rollout(const std::string& pool) const override;
+  uint64_t publish(std::shared_ptr<const policy::ResourceSet> set,
+                   std::shared_ptr<const std::vector<PolicySourceObject>> objects,
+                   std::chrono::steady_clock::time_point changedAt) override;
+  // Relays of `pool` ("" = all) running a policy published at or after epoch `since`.
+  Rollout rollout(const std::string& pool, uint64_t since) const override;
 
   // The pool's snapshot of the latest publish; null before the first publish.
   std::shared_ptr<const PoolSnapshot> snapshot(const std::string& pool);
@@ -86,7 +87,10 @@ private:
   std::shared_ptr<const std::vector<PolicySourceObject>> objects_;
   std::chrono::steady_clock::time_point changedAt_;
   mutable std::map<std::string, std::shared_ptr<const PoolSnapshot>> pools_;  // of epoch_
-  std::map<std::string, uint64_t> propagatedEpoch_;                           // by pool
+  // pool -> version -> the latest epoch whose snapshot had that version: a relay running it
+  // runs everything published up to that epoch.
+  mutable std::map<std::string, std::map<std::string, uint64_t>> versionEpochs_;
+  std::map<std::string, uint64_t> propagatedEpoch_;  // by pool
   std::map<uint64_t, Relay> relays_;
   uint64_t nextRelay_ = 0;
 };

@@ -166,6 +166,8 @@ std::vector<std::string> referencedSecrets(const policy::ResourceSet& set) {
 
 namespace {
 
+// No policy version in the messages: they would change with every policy change and make the
+// operator rewrite every status each time.
 Condition readyCondition(const ObjectStatus& st, const std::string& pool, const Rollout& r,
                          int64_t generation) {
   const std::string where = pool.empty() ? "" : " of pool " + pool;
@@ -181,18 +183,18 @@ Condition readyCondition(const ObjectStatus& st, const std::string& pool, const 
     return {"Ready",
             "False",
             "RelayRejected",
-            clipMessage(std::to_string(r.rejected) + " relay(s)" + where + " rejected policy " +
-                        r.version + " and keep the previous one: " + r.error),
+            clipMessage(
+                std::to_string(r.rejected) + " relay(s)" + where +
+                " rejected the policy with this generation and keep the previous one: " + r.error),
             generation,
             ""};
   }
   if (r.applied == r.total) {
-    return {"Ready",    "True", "Applied", counts + " relays" + where + " run policy " + r.version,
+    return {"Ready",    "True", "Applied", counts + " relays" + where + " run this generation",
             generation, ""};
   }
-  return {"Ready",       "False",
-          "Propagating", counts + " relays" + where + " run policy " + r.version,
-          generation,    ""};
+  return {"Ready",    "False", "Propagating", counts + " relays" + where + " run this generation",
+          generation, ""};
 }
 
 }  // namespace
@@ -222,10 +224,10 @@ std::map<ObjectId, ObjectStatus> desiredStatuses(const std::vector<ObservedObjec
     RefKey key{kind, o.id.ns, o.id.name};
     ObjectStatus st;
     st.observedGeneration = o.generation;
-    st.policyVersion = version;
+    st.policyVersion = o.compiledIn.empty() ? version : o.compiledIn;
 
     // Accepted.
-    Condition accepted{"Accepted",   "True", "Compiled", "compiled into policy " + version,
+    Condition accepted{"Accepted",   "True", "Compiled", "compiled into policy " + st.policyVersion,
                        o.generation, ""};
     const policy::CompiledConnector* compiled =
         o.id.kind == Kind::ReceiveConnector && result.snapshot
@@ -277,7 +279,7 @@ std::map<ObjectId, ObjectStatus> desiredStatuses(const std::vector<ObservedObjec
                                         : connectors.find({o.id.ns, p->second->connector});
         pool = c != connectors.end() ? c->second->relayPool : "default";
       }
-      Rollout r = rollout(pool);
+      Rollout r = rollout(pool, o.compiledEpoch);
       st.relays = std::make_pair(r.total, r.applied);
       st.conditions.push_back(readyCondition(st, pool, r, o.generation));
     } else {
@@ -611,9 +613,16 @@ PassResult Reconciler::reconcileOnce() {
       if (options_.publisher) sources->push_back(d->source);
     }
     lastResult_ = policy::compile(set);
-    if (options_.publisher) {
-      options_.publisher->publish(std::make_shared<const policy::ResourceSet>(set), sources,
-                                  changedAt);
+    const uint64_t epoch =
+        options_.publisher
+            ? options_.publisher->publish(std::make_shared<const policy::ResourceSet>(set), sources,
+                                          changedAt)
+            : ++compiles_;
+    for (auto& [key, d] : decoded_) {
+      if (d.sinceEpoch == 0) {
+        d.sinceEpoch = epoch;
+        d.sinceVersion = lastResult_->snapshot->version();
+      }
     }
     lastSet_ = std::move(set);
     lastFingerprint_ = fingerprint;
@@ -633,9 +642,30 @@ PassResult Reconciler::reconcileOnce() {
   pass.policyVersion = lastResult_->snapshot->version();
 
   // Statuses.
+  // Since when each object's current state is compiled in: its own change, or for a connector
+  // the latest change of a Secret it references.
+  for (ObservedObject& o : observed) {
+    auto it = decoded_.find(std::string(kindName(o.id.kind)) + "/" + o.id.ns + "/" + o.id.name);
+    if (it == decoded_.end()) continue;
+    o.compiledEpoch = it->second.sinceEpoch;
+    o.compiledIn = it->second.sinceVersion;
+    if (o.id.kind != Kind::ReceiveConnector) continue;
+    for (const auto& c : it->second.set.connectors) {
+      for (const std::string* s : c.secretNameFields()) {
+        if (s->empty()) continue;
+        auto sec = decoded_.find("Secret/" + o.id.ns + "/" + *s);
+        if (sec != decoded_.end() && sec->second.sinceEpoch > o.compiledEpoch) {
+          o.compiledEpoch = sec->second.sinceEpoch;
+          o.compiledIn = sec->second.sinceVersion;
+        }
+      }
+    }
+  }
   RolloutFn rollout;
   if (options_.publisher) {
-    rollout = [p = options_.publisher](const std::string& pool) { return p->rollout(pool); };
+    rollout = [p = options_.publisher](const std::string& pool, uint64_t since) {
+      return p->rollout(pool, since);
+    };
   }
   auto desired = desiredStatuses(observed, lastSet_, *lastResult_, rollout);
   const std::string now = rfc3339(options_.now());

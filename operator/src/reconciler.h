@@ -63,16 +63,16 @@ struct Condition {
   std::string lastTransitionTime;  // RFC 3339; empty in desired statuses
 };
 
-// How far a pool's current policy has reached its relays (from the policy distributor).
+// How far one object's current generation has reached the relays of its pool.
 struct Rollout {
-  std::string version;  // the pool's current policy version
   size_t total = 0;     // relays of the pool connected now
-  size_t applied = 0;   // ... running `version`
-  size_t rejected = 0;  // ... that NACKed `version`
+  size_t applied = 0;   // ... running a policy that contains it
+  size_t rejected = 0;  // ... that NACKed the pool's current policy and run an older one
   std::string error;    // one of the NACK messages
 };
-// pool "" asks about every relay (AcceptedDomains are part of every pool's snapshot).
-using RolloutFn = std::function<Rollout(const std::string& pool)>;
+// pool "" asks about every relay (AcceptedDomains are part of every pool's snapshot); since:
+// the publish (epoch) that first contained the object's current generation.
+using RolloutFn = std::function<Rollout(const std::string& pool, uint64_t since)>;
 
 struct ObjectStatus {
   int64_t observedGeneration = 0;
@@ -90,6 +90,11 @@ struct ObservedObject {
   std::string uid;
   std::string resourceVersion;
   Json status;  // the current .status (null when absent)
+  // The first compiled policy (version, and its publish epoch) that contains this generation
+  // (and, for a connector, the current data of its Secrets). Unchanged objects keep reporting
+  // it when others change, so a change rewrites the statuses of what changed, not of all.
+  std::string compiledIn;
+  uint64_t compiledEpoch = 0;
 };
 
 ObservedObject observe(Kind kind, const Json& object);
@@ -153,10 +158,11 @@ public:
   virtual ~PolicyPublisher() = default;
   // A new policy: every decoded object (the reconciler's whole set) with its manifest.
   // changedAt: when the first change it contains was observed (for propagation times).
-  virtual void publish(std::shared_ptr<const policy::ResourceSet> set,
-                       std::shared_ptr<const std::vector<PolicySourceObject>> objects,
-                       std::chrono::steady_clock::time_point changedAt) = 0;
-  virtual Rollout rollout(const std::string& pool) const = 0;
+  // Returns the publish's epoch (increasing).
+  virtual uint64_t publish(std::shared_ptr<const policy::ResourceSet> set,
+                           std::shared_ptr<const std::vector<PolicySourceObject>> objects,
+                           std::chrono::steady_clock::time_point changedAt) = 0;
+  virtual Rollout rollout(const std::string& pool, uint64_t since) const = 0;
 };
 
 // Where the reconciler reports (metrics); every method is optional to implement.
@@ -218,6 +224,8 @@ private:
     std::string stamp;  // uid + generation (custom resources) or uid + resourceVersion (Secrets)
     policy::ResourceSet set;
     PolicySourceObject source;
+    uint64_t sinceEpoch = 0;  // 0 until compiled (see ObservedObject::compiledIn)
+    std::string sinceVersion;
   };
   struct Written {
     std::string fromResourceVersion;  // the cache still shows this version: use `status`
@@ -239,6 +247,7 @@ private:
 
   std::map<std::string, Decoded> decoded_;  // "Kind/ns/name"
   std::string lastFingerprint_;
+  uint64_t compiles_ = 0;  // the epoch when there is no publisher
   std::optional<policy::CompileResult> lastResult_;
   policy::ResourceSet lastSet_;
   std::map<ObjectId, Written> written_;

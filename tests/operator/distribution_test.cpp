@@ -100,29 +100,38 @@ TEST(PolicyDistributor, RolloutCountsAcksAndNacksOfTheCurrentVersion) {
   int changes = 0;
   d.onRolloutChange([&] { ++changes; });
   Published p = twoPools();
-  d.publish(p.set, p.objects, std::chrono::steady_clock::now());
+  const uint64_t e1 = d.publish(p.set, p.objects, std::chrono::steady_clock::now());
   const std::string v = d.snapshot("edge")->version;
-  EXPECT_EQ(d.rollout("edge").total, 0u);
+  EXPECT_EQ(d.rollout("edge", e1).total, 0u);
 
   uint64_t a = d.connect("relay-a", "edge", "");
   uint64_t b = d.connect("relay-b", "edge", "sha256:old");
   uint64_t c = d.connect("relay-c", "default", "");
-  Rollout r = d.rollout("edge");
-  EXPECT_EQ(r.version, v);
+  Rollout r = d.rollout("edge", e1);
   EXPECT_EQ(r.total, 2u);
   EXPECT_EQ(r.applied, 0u);
 
   d.acked(a, v);
   d.nacked(b, v, "ReceiveConnector mail/edge: tls.key does not match tls.crt");
-  r = d.rollout("edge");
+  r = d.rollout("edge", e1);
   EXPECT_EQ(r.applied, 1u);
   EXPECT_EQ(r.rejected, 1u);
   EXPECT_NE(r.error.find("relay-b: ReceiveConnector mail/edge"), std::string::npos);
-  EXPECT_EQ(d.rollout("").total, 3u);  // every pool (AcceptedDomains)
+  EXPECT_EQ(d.rollout("", e1).total, 3u);  // every pool (AcceptedDomains)
+
+  // A change in another pool: relay-a still runs everything its pool's objects need.
+  Published q = twoPools();
+  q.add(permission("internal-relay-2", "internal"));
+  const uint64_t e2 = d.publish(q.set, q.objects, std::chrono::steady_clock::now());
+  EXPECT_EQ(d.snapshot("edge")->version, v);
+  EXPECT_EQ(d.rollout("edge", e1).applied, 1u);
+  EXPECT_EQ(d.rollout("default", e2).applied, 0u);  // relay-c has not applied it yet
+  d.acked(c, d.snapshot("default")->version);
+  EXPECT_EQ(d.rollout("default", e2).applied, 1u);
 
   d.disconnect(b);
-  EXPECT_EQ(d.rollout("edge").total, 1u);
-  EXPECT_EQ(d.rollout("edge").applied, 1u);
+  EXPECT_EQ(d.rollout("edge", e1).total, 1u);
+  EXPECT_EQ(d.rollout("edge", e1).applied, 1u);
   d.disconnect(c);
   EXPECT_GE(changes, 7);
 }
