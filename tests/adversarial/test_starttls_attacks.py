@@ -5,16 +5,20 @@ no anonymous submission) is the target: credentials must only ever be taken insi
 nothing the client said in plaintext may count after the handshake (RFC 3207 4.2; the
 CVE-2011-0411 family: plaintext pipelined behind STARTTLS, read before the handshake, executed
 inside it). Seed 003's on-list client (127.0.0.17) plays the variant where the injected bytes
-wait in the relay's pipelining queue while the next hop answers an earlier command.
+wait in the relay's pipelining queue while the next hop answers an earlier command. Last,
+protocol and cipher downgrades inside STARTTLS.
 """
 
 from __future__ import annotations
 
 import base64
+import ssl
+import warnings
 
 import pytest
 
 from advtest import ON_LIST, SEED_003, read_all, session
+from relaytest import ca_file
 
 BOB = ("bob@example.com", "Bob-Pass-001")
 MAIL = b"MAIL FROM:<bob@example.com>\r\n"
@@ -211,3 +215,49 @@ def test_the_hello_name_from_before_tls_is_forgotten(seed001):
     received = m.header("Received")[0]
     assert received.startswith("from after-tls.test ([127.0.0.1])") and "with ESMTPSA" in received
     assert "before-tls" not in m.content
+
+
+# Downgrades inside STARTTLS: (id, protocol version the client insists on (None: any), cipher
+# list it offers). The relay must refuse with a TLS alert - the error must come from the server
+# ("alert" in the message), not from a client unable to offer the suite.
+DOWNGRADES = [
+    ("tls-1.0", ssl.TLSVersion.TLSv1, "ALL:@SECLEVEL=0"),
+    ("tls-1.1", ssl.TLSVersion.TLSv1_1, "ALL:@SECLEVEL=0"),
+    ("null-cipher", ssl.TLSVersion.TLSv1_2, "NULL:@SECLEVEL=0"),
+    ("anonymous-dh", ssl.TLSVersion.TLSv1_2, "aNULL:@SECLEVEL=0"),
+    ("static-rsa-cbc", ssl.TLSVersion.TLSv1_2, "AES128-SHA:@SECLEVEL=0"),
+    ("dhe-rsa-cbc", ssl.TLSVersion.TLSv1_2, "DHE-RSA-AES128-SHA:@SECLEVEL=0"),
+]
+
+
+@pytest.mark.parametrize("version, ciphers", [pytest.param(v, c, id=i) for i, v, c in DOWNGRADES])
+def test_tls_downgrade_is_refused(seed001, version, ciphers):
+    r, hop = seed001
+    with session(r.port(2587)) as c:
+        assert c.cmd("STARTTLS").status == "220 2.0.0"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = version
+            ctx.maximum_version = version
+        ctx.set_ciphers(ciphers)
+        with pytest.raises(ssl.SSLError, match="alert"):
+            ctx.wrap_socket(c.sock, server_hostname="localhost")
+    hop.assert_nothing()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls-1.2", "tls-1.3"])
+def test_current_tls_versions_are_accepted(seed001, version):
+    r, hop = seed001
+    with session(r.port(2587)) as c:
+        assert c.cmd("STARTTLS").status == "220 2.0.0"
+        ctx = ssl.create_default_context(cafile=str(ca_file()))
+        ctx.minimum_version = ctx.maximum_version = version
+        c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+        assert c.sock.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+        assert c.ehlo().code == 250
+        assert c.auth_plain(*BOB).status == "235 2.7.0"
+        assert c.cmd("QUIT").status == "221 2.0.0"
+    hop.assert_nothing()
