@@ -67,6 +67,11 @@ Metrics::Metrics()
                    .Name("kuberelay_policy_reloads_total")
                    .Help("Policy loads by result (applied, rejected)")
                    .Register(*registry_)),
+      updates_(BuildCounter()
+                   .Name("kuberelay_policy_updates_total")
+                   .Help("Snapshots received from the operator, by result (applied: ACK, "
+                         "rejected: NACK)")
+                   .Register(*registry_)),
       audit_(BuildCounter()
                  .Name("kuberelay_audit_would_refuse_total")
                  .Help("Refusals an Audit-mode connector reported instead of enforcing")
@@ -153,6 +158,26 @@ void Metrics::policyLoaded(std::string_view version, bool ok) {
   if (currentVersion_) version_.Remove(currentVersion_);
   currentVersion_ = &version_.Add({{"version", str(version)}});
   currentVersion_->Set(1);
+}
+
+void Metrics::enableControlPlane() {
+  if (controlPlaneConnected_) return;
+  controlPlaneConnected_ = &BuildGauge()
+                                .Name("kuberelay_control_plane_connected")
+                                .Help("1 while the policy stream to the operator is open")
+                                .Register(*registry_)
+                                .Add({});
+  // Both results exist from the start, so rate() and alerts see a 0 before the first one.
+  updates_.Add({{"result", "applied"}});
+  updates_.Add({{"result", "rejected"}});
+}
+
+void Metrics::controlPlaneConnected(bool connected) {
+  if (controlPlaneConnected_) controlPlaneConnected_->Set(connected ? 1 : 0);
+}
+
+void Metrics::policyUpdate(bool applied) {
+  updates_.Add({{"result", applied ? "applied" : "rejected"}}).Increment();
 }
 
 prometheus::Gauge& Metrics::upstream(std::string_view smarthost, std::string_view state) {

@@ -34,6 +34,11 @@ public:
   void message(std::string_view connector, std::string_view result, uint64_t bytes);
   void forward(std::string_view target, double seconds, std::string_view errorKind);
   void policyLoaded(std::string_view version, bool ok);
+  // Cluster mode only (a local relay exports none of these): call enableControlPlane() once
+  // before the control-plane thread starts; the other two are safe from that thread.
+  void enableControlPlane();
+  void controlPlaneConnected(bool connected);
+  void policyUpdate(bool applied);
   // Next-hop connections by smarthost and state (active: carrying a transaction; idle: pooled).
   prometheus::Gauge& upstream(std::string_view smarthost, std::string_view state);
   // A transaction started on a new or a pooled ("reused") next-hop connection.
@@ -55,6 +60,8 @@ private:
   prometheus::Family<prometheus::Counter>& forwardErrors_;
   prometheus::Family<prometheus::Gauge>& version_;
   prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Family<prometheus::Counter>& updates_;
+  prometheus::Gauge* controlPlaneConnected_ = nullptr;
   prometheus::Family<prometheus::Counter>& audit_;
   prometheus::Family<prometheus::Gauge>& upstream_;
   prometheus::Family<prometheus::Counter>& upstreamSessions_;

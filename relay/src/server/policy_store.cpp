@@ -97,6 +97,50 @@ PrepareResult prepare(policy::SnapshotPtr snapshot) {
   return {std::move(loaded), ""};
 }
 
+ReceivedLoad prepareReceived(const ReceivedSnapshot& received, const std::string& pool) {
+  ReceivedLoad load;
+  if (received.pool != pool) {
+    load.error = "the snapshot is for relay pool \"" + received.pool + "\", this relay serves \"" +
+                 pool + "\"";
+    return load;
+  }
+  // Byte for byte the operator's decoding (operator/src/reconciler.cpp, decodeObject): the same
+  // source name and default namespace, one set in the order received.
+  policy::ResourceSet set;
+  std::string unreadable;
+  for (const auto& object : received.objects) {
+    policy::ManifestOptions options;
+    options.defaultNamespace = object.ns;
+    const size_t before = set.diagnostics.size();
+    policy::decodeManifests(object.manifest, "kube-apiserver", set, options);
+    for (size_t i = before; i < set.diagnostics.size(); ++i) {
+      const auto& d = set.diagnostics[i];
+      if (d.reason != "InvalidManifest") continue;
+      if (!unreadable.empty()) unreadable += "; ";
+      unreadable += object.kind + " " + object.ns + "/" + object.name + ": " + d.message;
+    }
+  }
+  policy::CompileResult result = policy::compile(set, {pool, true});
+  load.errors = result.errorCount();
+  load.warnings = result.warningCount();
+  if (result.snapshot->version() != received.version) {
+    load.error = "the snapshot compiled to " + result.snapshot->version() + ", the operator sent " +
+                 received.version;
+    return load;
+  }
+  if (!unreadable.empty()) {
+    load.error = "unreadable manifest: " + unreadable;
+    return load;
+  }
+  PrepareResult prepared = prepare(result.snapshot);
+  if (!prepared.policy) {
+    load.error = prepared.error;
+    return load;
+  }
+  load.policy = std::move(prepared.policy);
+  return load;
+}
+
 std::string ManifestDirectory::fingerprint() const {
   std::vector<std::string> entries;
   std::error_code ec;

@@ -5,10 +5,13 @@
 //   built up front, so a snapshot whose key or certificate OpenSSL refuses is rejected as a
 //   whole (the last good policy stays in force) instead of failing in the middle of a client's
 //   STARTTLS. Connections keep the LoadedPolicy they started with; new ones get the newest.
+//   Policies come from a directory of manifests (local mode, ManifestDirectory) or from the
+//   operator (cluster mode, ReceivedSnapshot: see control_plane_client.h).
 #pragma once
 
 #include <asio/ssl/context.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -60,6 +63,32 @@ private:
   mutable std::mutex mutex_;
   LoadedPolicyPtr current_;
 };
+
+// Cluster mode: a snapshot as the operator sent it (the protobuf message, without protobuf).
+struct ReceivedObject {
+  std::string kind;
+  std::string ns;
+  std::string name;
+  int64_t generation = 0;
+  std::string manifest;  // JSON
+};
+struct ReceivedSnapshot {
+  std::string version;
+  std::string pool;
+  std::vector<ReceivedObject> objects;
+};
+
+// Decodes and compiles a received snapshot for `pool` exactly as the operator does (so both
+// arrive at the same version), then prepares it. Rejected, with the reason in `error`, when
+// the snapshot is for another pool, a manifest cannot be read, the compiled version is not the
+// one the operator sent, or prepare() refuses it. Pure: callable from any thread.
+struct ReceivedLoad {
+  LoadedPolicyPtr policy;  // null when rejected
+  std::string error;
+  size_t errors = 0;  // compile diagnostics, for the log
+  size_t warnings = 0;
+};
+ReceivedLoad prepareReceived(const ReceivedSnapshot& received, const std::string& pool);
 
 // Local mode: the manifests of one directory, reloaded when a file changes.
 class ManifestDirectory {

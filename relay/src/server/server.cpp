@@ -637,9 +637,13 @@ Relay::Relay(asio::io_context& io, RelayOptions options)
       reloadTimer_(io) {
   if (options_.hostName.empty()) options_.hostName = machineHostName();
   if (!options_.manifests.empty()) manifests_.emplace(options_.manifests, options_.relayPool);
+  if (options_.controlPlane) options_.controlPlane->pool = options_.relayPool;
 }
 
-Relay::~Relay() { blocking_.join(); }
+Relay::~Relay() {
+  controlPlane_.reset();  // its thread stages snapshots with this object: join it first
+  blocking_.join();
+}
 
 void Relay::start() {
   // Admin endpoint first: /readyz answers 503 until a policy is in force.
@@ -654,6 +658,20 @@ void Relay::start() {
   asio::co_spawn(io_, adminLoop(), asio::detached);
   reload();
   asio::co_spawn(io_, reloadLoop(), asio::detached);
+  if (options_.controlPlane) {
+    // No policy until the first snapshot: 421 4.3.2 and /readyz 503, never a default.
+    log("info", "cluster mode: waiting for the first policy snapshot",
+        {{"control_plane", options_.controlPlane->target},
+         {"pod", options_.controlPlane->podName},
+         {"pool", options_.relayPool},
+         {"tls", options_.controlPlane->insecure ? "none (insecure)" : "mutual"}});
+    metrics_.enableControlPlane();
+    controlPlane_ = std::make_unique<ControlPlaneClient>(
+        io_, *options_.controlPlane,
+        [this](const ReceivedSnapshot& received) { return stage(received); }, metrics_);
+    auto current = store_.current();
+    controlPlane_->start(current ? current->snapshot->version() : "");
+  }
 }
 
 void Relay::reload() {
@@ -683,6 +701,18 @@ void Relay::reload() {
     return;
   }
   applyPolicy(prepared.policy);
+}
+
+StagedSnapshot Relay::stage(const ReceivedSnapshot& received) {
+  ReceivedLoad load = prepareReceived(received, options_.relayPool);
+  if (!load.policy) {
+    metrics_.policyLoaded("", false);
+    return {load.error, nullptr, ""};
+  }
+  std::string summary = "connectors=" + std::to_string(load.policy->snapshot->connectors().size()) +
+                        " errors=" + std::to_string(load.errors) +
+                        " warnings=" + std::to_string(load.warnings);
+  return {"", [this, policy = std::move(load.policy)] { applyPolicy(policy); }, std::move(summary)};
 }
 
 void Relay::applyPolicy(LoadedPolicyPtr policy) {
@@ -778,7 +808,7 @@ awaitable<void> Relay::acceptLoop(std::shared_ptr<ListenerState> listener) {
 }
 
 awaitable<void> Relay::reloadLoop() {
-  while (!draining_ && manifests_) {
+  while (!draining_) {  // both modes: a listener that could not open is retried here
     reloadTimer_.expires_after(options_.reloadInterval);
     auto [err] = co_await reloadTimer_.async_wait(kNoThrow);
     if (err || draining_) co_return;
@@ -948,6 +978,7 @@ void Relay::drain() {
   }
   listeners_.clear();
   reloadTimer_.cancel();
+  if (controlPlane_) controlPlane_->requestStop();  // joined in ~Relay
   // Wake every session blocked in a read: idle ones say 421 and close, busy ones go on.
   for (const auto& w : live_) {
     if (auto c = w.lock()) c->interrupt();

@@ -8,6 +8,9 @@
 //   socket. A policy that cannot be prepared (a TLS key OpenSSL refuses, a file that does not
 //   parse) is rejected and the last good one stays in force; with none yet, clients get
 //   421 4.3.2 and /readyz says 503.
+//   The policy comes from a directory (local mode, reloaded when a file changes) or from the
+//   operator (cluster mode, control_plane_client.h: snapshots are staged on the client's
+//   thread and swapped in on the io thread; an unreachable operator changes nothing).
 #pragma once
 
 #include <asio/awaitable.hpp>
@@ -24,6 +27,7 @@
 #include <optional>
 #include <string>
 
+#include "control_plane_client.h"
 #include "forwarder.h"
 #include "metrics.h"
 #include "policy_store.h"
@@ -34,6 +38,8 @@ namespace kuberelay::relay {
 
 struct RelayOptions {
   std::filesystem::path manifests;  // local mode: the directory of YAML/JSON manifests
+  // Cluster mode (instead of `manifests`): the operator's policy stream. Its pool is relayPool.
+  std::optional<ControlPlaneOptions> controlPlane;
   std::string relayPool = "default";
   std::string hostName;  // EHLO / banner name; default: the machine's host name
   std::string adminAddress = "127.0.0.1:9090";
@@ -70,6 +76,8 @@ public:
 
 private:
   void reload();
+  // Cluster mode, on the control-plane thread: check and prepare a snapshot from the operator.
+  StagedSnapshot stage(const ReceivedSnapshot& received);
   void applyPolicy(LoadedPolicyPtr policy);
   void syncListeners(const policy::Snapshot& snapshot);
   asio::awaitable<void> acceptLoop(std::shared_ptr<ListenerState> listener);
@@ -95,6 +103,7 @@ private:
   size_t listenFailures_ = 0;  // bindings that could not be opened; retried on every reload tick
   std::atomic<bool> draining_{false};
   asio::steady_timer reloadTimer_;
+  std::unique_ptr<ControlPlaneClient> controlPlane_;  // cluster mode; stopped first on exit
 };
 
 }  // namespace kuberelay::relay
