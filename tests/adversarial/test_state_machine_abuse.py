@@ -6,11 +6,15 @@ Most cases come from the on-list client 127.0.0.17, which *may* relay: whatever 
 the state machine would be delivered, so the next hop shows it. Every case sends its whole
 script (usually in one TCP segment, the way a hostile pipelining client does), reads every
 reply until the relay closes or goes quiet, and compares the exact sequence; then the next
-hop must hold nothing, or exactly the one message the script legitimately completed.
+hop must hold nothing, or exactly the one message the script legitimately completed. Last,
+clients that vanish mid-transaction: nothing of theirs may leak into the next client's
+transaction through the relay's pool of next-hop sessions.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 
 import pytest
@@ -274,3 +278,53 @@ def test_rset_resets_the_recipient_count(seed003):
     _run(r, hop, M + first + b"RSET\r\n" + M + second + b"DATA\r\n" + BODY + b".\r\n" + QUIT,
          ["250 2.1.0"] + ["250 2.1.5"] * 3 + ["250 2.0.0", "250 2.1.0"] + ["250 2.1.5"] * 3 + ["354", "250 2.0.0"] + END,
          BODY, rcpts=[f"b{i}@example.org" for i in range(3)], transactions=2)
+
+
+# A client that vanishes mid-transaction, then another client: the relay keeps next-hop
+# sessions in a pool, so an abandoned transaction must be reset (or its session dropped) before
+# the next client's transaction uses it - nothing of the first may leak into the second.
+@pytest.fixture(scope="module")
+def pooled003(module_relay):
+    return module_relay(SEED_003)  # default limits: 36Mi messages, so content streams at 64 KiB
+
+
+A_MAIL = b"MAIL FROM:<vanisher@example.com>\r\n"
+A_RCPT = b"RCPT TO:<victim-a@example.org>\r\n"
+A_STREAMED = b"Subject: abandoned\r\n\r\n" + (b"a" * 998 + b"\r\n") * 80  # more than one 64 KiB flush
+
+# (id, what the vanishing on-list client sends, how many replies it waits for before vanishing)
+ABORTS = [
+    ("after-mail", A_MAIL, 1),
+    ("after-rcpt", A_MAIL + A_RCPT, 2),
+    ("after-354", A_MAIL + A_RCPT + b"DATA\r\n", 3),
+    ("mid-data", A_MAIL + A_RCPT + b"DATA\r\nSubject: abandoned\r\n\r\nnever finished\r\n", 3),
+    ("mid-data-after-streaming", A_MAIL + A_RCPT + b"DATA\r\n" + A_STREAMED, 3),
+    ("mid-data-before-its-354", A_MAIL + A_RCPT + b"DATA\r\nSubject: abandoned\r\n\r\nearly\r\n", 2),
+    ("mid-bdat-chunk", A_MAIL + A_RCPT + b"BDAT 1000 LAST\r\nSubject: abandoned\r\n\r\nhalf", 2),
+    ("between-bdat-chunks", A_MAIL + A_RCPT + b"BDAT 22\r\nSubject: abandoned\r\n\r\n", 3),
+    ("after-refused-content", A_MAIL + A_RCPT + b"DATA\r\nSubject: abandoned\r\n\r\nbare\nlf\r\n.\r\n" + A_MAIL + A_RCPT, 6),
+    ("quit-mid-transaction", A_MAIL + A_RCPT + b"QUIT\r\n", 3),
+]
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+@pytest.mark.parametrize("script, replies", [pytest.param(s, n, id=i) for i, s, n in ABORTS])
+def test_abandoned_transaction_does_not_leak_into_the_next(pooled003, script, replies, how):
+    r, hop = pooled003
+    a = session(r.port(), ON_LIST)
+    a.send(script)
+    for _ in range(replies):
+        a.reply()
+    if how == "reset":
+        a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    a.close()
+    time.sleep(0.1)
+    body = b"Subject: the next client\r\n\r\nfrom b\r\n"
+    with session(r.port(), OFF_LIST) as b:
+        replies_b = b.send_message("next@example.com", ["someone@example.com"], body)
+        assert [x.status for x in replies_b] == ["250 2.1.0", "250 2.1.5", "354", "250 2.0.0"]
+        assert b.cmd("QUIT").status == "221 2.0.0"
+    transactions = len([c for c in hop.tap.commands() if c.startswith("MAIL")])
+    hop.assert_one(["someone@example.com"], mail_from="next@example.com", content=body, transactions=transactions)
+    [m] = hop.tap.messages()
+    assert b"abandoned" not in m.content and b"victim-a" not in m.content
