@@ -6,6 +6,7 @@ per docs/policy-semantics.md (MAIL FROM) he may send as his own address (compare
 case-insensitively, in any of its RFC 5321 spellings) or with the null sender, and nothing else
 (550 5.7.1). The address tricks of the recipient table, aimed at the sender: every refused
 sender must leave the next hop untouched; every accepted one must reach it as the same mailbox.
+Then the same tricks against an anti-spoofing ``deny`` SenderPermission for anonymous clients.
 """
 
 from __future__ import annotations
@@ -87,3 +88,66 @@ def test_authenticated_user_cannot_spoof_senders(seed001, request, sender, expec
     else:
         hop.assert_one(["someone@external.test"], mail_from=delivered, content=_content(test_id))
         assert [x for x in hop.tap.commands() if x.upper().startswith("MAIL")] == [f"MAIL FROM:<{delivered}>"]
+
+
+# Anti-spoofing on the Internet-facing connector (seed 003's internet-default, anonymous): a
+# deny SenderPermission forbids ceo@example.com and every board.example.com address. The
+# address forms of one mailbox must all be refused; other mailboxes stay allowed.
+DENY = [{"apiVersion": "smtp.kuberelay.io/v1alpha1", "kind": "SenderPermission",
+         "metadata": {"name": "no-spoofing-the-ceo"},
+         "spec": {"connector": "internet-default", "principal": "Anonymous",
+                  "extendedRights": ["ms-Exch-SMTP-Accept-Authoritative-Domain-Sender"], "deny": True,
+                  "sendAs": ["ceo@example.com", "*@board.example.com"]}}]
+ANON_DENIED = "550 5.7.1"
+QUOTED_PAIR_BUG = ("relay bug: a quoted local part with quoted-pairs (\"c\\eo\") is compared with its quotes "
+                   "and backslashes, so it escapes a sendAs deny on the same mailbox (RFC 5322 3.2.4, 3.4.1: "
+                   "\"c\\eo\" is ceo)")
+
+
+@pytest.fixture(scope="module")
+def seed003_deny(module_relay):
+    return module_relay("003-anonymous-relay-ip-restricted", extra_files={"deny.yaml": DENY})
+
+
+DENY_CASES = [
+    pytest.param(b"<ceo@example.com>", ANON_DENIED, None, id="exact"),
+    pytest.param(b"<CEO@EXAMPLE.COM>", ANON_DENIED, None, id="upper"),
+    pytest.param(b"<Ceo@Example.Com>", ANON_DENIED, None, id="mixed"),
+    pytest.param(b'<"ceo"@example.com>', ANON_DENIED, None, id="quoted"),
+    pytest.param(b"<@relay.test:ceo@example.com>", ANON_DENIED, None, id="source-route"),
+    pytest.param(b"ceo@example.com", ANON_DENIED, None, id="no-brackets"),
+    pytest.param(b"<ceo@example.com> SIZE=10 BODY=8BITMIME", ANON_DENIED, None, id="with-parameters"),
+    pytest.param(b'<"c\\eo"@example.com>', ANON_DENIED, None, id="quoted-pair",
+                 marks=pytest.mark.xfail(strict=True, reason=QUOTED_PAIR_BUG)),
+    pytest.param(b'<"\\c\\e\\o"@example.com>', ANON_DENIED, None, id="all-quoted-pairs",
+                 marks=pytest.mark.xfail(strict=True, reason=QUOTED_PAIR_BUG)),
+    pytest.param(b"<ceo@example.com.>", "501 5.1.7", None, id="trailing-dot"),
+    pytest.param(b"<x@board.example.com>", ANON_DENIED, None, id="wildcard"),
+    pytest.param(b"<X@BOARD.EXAMPLE.COM>", ANON_DENIED, None, id="wildcard-upper"),
+    pytest.param(b'<"\\x"@board.example.com>', ANON_DENIED, None, id="wildcard-quoted-pair"),
+    pytest.param(b"<x@sub.board.example.com>", "250 2.1.0", "x@sub.board.example.com", id="below-the-wildcard-domain"),
+    pytest.param(b"<ceo+tag@example.com>", "250 2.1.0", "ceo+tag@example.com", id="other-mailbox-plus"),
+    pytest.param(b"<cfo@example.com>", "250 2.1.0", "cfo@example.com", id="other-mailbox"),
+    pytest.param(b"<ceo@sub.example.com>", "250 2.1.0", "ceo@sub.example.com", id="other-domain"),
+    pytest.param(b'<"ceo "@example.com>', "250 2.1.0", '"ceo "@example.com', id="quoted-with-space"),
+    pytest.param(b"<>", "250 2.1.0", "", id="null-sender"),
+]
+
+
+@pytest.mark.parametrize("sender, expected, delivered", DENY_CASES)
+def test_sendas_deny_cannot_be_evaded(seed003_deny, request, sender, expected, delivered):
+    r, hop = seed003_deny
+    test_id = request.node.callspec.id
+    with session(r.port()) as c:
+        assert c.cmd(b"MAIL FROM:" + sender).status == expected
+        if delivered is not None:
+            assert c.cmd("RCPT TO:<someone@example.com>").status == "250 2.1.5"
+            assert c.cmd("DATA").code == 354
+            c.send(_content(test_id) + b".\r\n")
+            assert c.reply().status == "250 2.0.0"
+        assert c.cmd("QUIT").status == "221 2.0.0"
+    if delivered is None:
+        hop.assert_nothing()
+        assert not [x for x in hop.tap.commands() if x.upper().startswith("MAIL")]
+    else:
+        hop.assert_one(["someone@example.com"], mail_from=delivered, content=_content(test_id))
