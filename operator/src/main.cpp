@@ -4,6 +4,9 @@
 //   kuberelay-operator [--kubeconfig FILE] [--context NAME] [--namespace NS]...
 //                      [--admin 127.0.0.1:9091] [--min-watch-timeout SECONDS] [--no-events]
 //                      [--log-level debug|info|warn|error]
+//                      [--leader-elect=true|false] [--leader-election-namespace NS]
+//                      [--leader-election-id NAME] [--lease-duration 15] [--renew-deadline 10]
+//                      [--retry-period 2]
 //                      [--policy-listen ADDR (--policy-tls-cert F --policy-tls-key F
 //                       --policy-client-ca F | --policy-insecure)]
 //
@@ -34,6 +37,7 @@
 #include "informer.h"
 #include "kube/cpprest_kube_api.h"
 #include "kube/kubeconfig.h"
+#include "leader.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy_server.h"
@@ -121,6 +125,19 @@ int main(int argc, char** argv) {
                  "policy channel: CA that signed the relays' client certificates");
   app.add_flag("--policy-insecure", policyOptions.insecure,
                "policy channel without TLS (local use only)");
+  bool leaderElect = true;
+  LeaderOptions leaderOptions;
+  const char* podNamespace = std::getenv("POD_NAMESPACE");
+  if (podNamespace && *podNamespace) leaderOptions.ns = podNamespace;
+  double leaseSeconds = 15, renewSeconds = 10, retrySeconds = 2;
+  app.add_option("--leader-elect", leaderElect,
+                 "elect a leader with a Lease: only it writes status and serves relays");
+  app.add_option("--leader-election-namespace", leaderOptions.ns,
+                 "namespace of the Lease (default: $POD_NAMESPACE, else default)");
+  app.add_option("--leader-election-id", leaderOptions.name, "name of the Lease");
+  app.add_option("--lease-duration", leaseSeconds, "seconds a standby waits before taking over");
+  app.add_option("--renew-deadline", renewSeconds, "seconds the leader may fail to renew");
+  app.add_option("--retry-period", retrySeconds, "seconds between attempts");
   app.add_option("--log-level", logLevel, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
@@ -171,7 +188,25 @@ int main(int argc, char** argv) {
   InformerSource source;
   PolicyDistributor distributor(&metrics);
   if (!policyListen.empty()) ropts.publisher = &distributor;
+  auto toMs = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+  leaderOptions.leaseDuration = toMs(leaseSeconds);
+  leaderOptions.renewDeadline = toMs(renewSeconds);
+  leaderOptions.retryPeriod = toMs(retrySeconds);
+  leaderOptions.identity =
+      hostName() + "_" + std::to_string(::getpid()) + "_" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
+  Reconciler* reconcilerPtr = nullptr;
+  LeaderElector elector(*api, leaderOptions, [&metrics, &reconcilerPtr](bool leading) {
+    metrics.leader(leading);
+    if (reconcilerPtr) reconcilerPtr->trigger();  // a new leader writes what is due at once
+  });
+  metrics.leader(!leaderElect);
+  if (leaderElect) {
+    ropts.isLeader = [&elector] { return elector.isLeader(); };
+    policyOptions.serving = [&elector] { return elector.isLeader(); };
+  }
   Reconciler reconciler(*api, source, ropts, &metrics);
+  reconcilerPtr = &reconciler;
   distributor.onRolloutChange([&reconciler] { reconciler.trigger(); });
   std::unique_ptr<PolicyServer> policyServer;
   if (!policyListen.empty()) {
@@ -256,6 +291,11 @@ int main(int argc, char** argv) {
   };
   for (auto& informer : informers) spawn([&cancel, inf = informer.get()] { inf->run(cancel); });
   spawn([&] { reconciler.run(cancel); });
+  if (leaderElect) {
+    logInfo("leader election", {{"lease", leaderOptions.ns + "/" + leaderOptions.name},
+                                {"identity", leaderOptions.identity}});
+    spawn([&] { elector.run(cancel); });  // releases the Lease when cancelled
+  }
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -51,7 +51,12 @@ Metrics::Metrics()
       propagation_(BuildHistogram()
                        .Name("kuberelay_operator_propagation_seconds")
                        .Help("From the first change observed to the last relay's ACK, by pool")
-                       .Register(*registry_)) {
+                       .Register(*registry_)),
+      leader_(
+          BuildGauge()
+              .Name("kuberelay_operator_leader")
+              .Help("1 while this replica holds the leader Lease (writes status, serves relays)")
+              .Register(*registry_)) {
   for (const char* kind : {"ReceiveConnector", "SenderPermission", "AcceptedDomain"}) {
     for (const char* state : {"accepted", "rejected", "warning"}) {
       objects_.Add({{"kind", kind}, {"state", state}}).Set(0);
@@ -111,6 +116,8 @@ void Metrics::propagated(const std::string& pool, double seconds) {
 void Metrics::relayUpdate(const std::string& pool, const char* result) {
   relayUpdates_.Add({{"pool", pool}, {"result", result}}).Increment();
 }
+
+void Metrics::leader(bool leading) { leader_.Add({}).Set(leading ? 1 : 0); }
 
 void Metrics::snapshotBytes(const std::string& pool, size_t bytes) {
   snapshotBytes_.Add({{"pool", pool}}).Set(static_cast<double>(bytes));

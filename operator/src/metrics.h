@@ -13,6 +13,7 @@
 //   kuberelay_operator_relay_updates_total{pool,result}   ACKs (applied) and NACKs (rejected)
 //   kuberelay_operator_snapshot_bytes{pool}               size of the pool's last snapshot
 //   kuberelay_operator_propagation_seconds{pool}          first change observed -> last relay ACK
+//   kuberelay_operator_leader                             1 while this replica holds the Lease
 //   Label values come from fixed sets, never from object names.
 #pragma once
 
@@ -50,6 +51,7 @@ public:
   void propagated(const std::string& pool, double seconds) override;
   void relayUpdate(const std::string& pool, const char* result) override;
   void snapshotBytes(const std::string& pool, size_t bytes) override;
+  void leader(bool leading);
 
 private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -63,6 +65,7 @@ private:
   prometheus::Family<prometheus::Counter>& relayUpdates_;
   prometheus::Family<prometheus::Gauge>& snapshotBytes_;
   prometheus::Family<prometheus::Histogram>& propagation_;
+  prometheus::Family<prometheus::Gauge>& leader_;
   std::mutex mutex_;
   prometheus::Gauge* currentPolicy_ = nullptr;
 };

@@ -26,14 +26,16 @@ std::string readPem(const std::string& file, const char* what) {
 
 class Service final : public pb::PolicyDiscovery::Service {
 public:
-  Service(PolicyDistributor& distributor, SnapshotSizeObserver* sizes)
-      : distributor_(distributor), sizes_(sizes) {}
+  Service(PolicyDistributor& distributor, SnapshotSizeObserver* sizes,
+          std::function<bool()> serving)
+      : distributor_(distributor), sizes_(sizes), serving_(std::move(serving)) {}
 
   void stop() { stopping_ = true; }
 
   grpc::Status StreamPolicy(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<pb::PolicyResponse, pb::PolicyRequest>* stream) override {
+    if (!serves()) return notLeader();
     pb::PolicyRequest first;
     if (!stream->Read(&first)) return grpc::Status::OK;
     const std::string pod = first.relay().pod().empty() ? context->peer() : first.relay().pod();
@@ -74,7 +76,12 @@ public:
 
     std::string lastSent = first.version_info();  // what the relay runs: never resend it
     uint64_t epoch = 0;
+    bool demoted = false;
     while (!closed && !context->IsCancelled() && !stopping_) {
+      if (!serves()) {
+        demoted = true;
+        break;
+      }
       auto snap = distributor_.snapshot(pool);
       if (snap && snap->epoch != epoch) {
         epoch = snap->epoch;
@@ -95,7 +102,7 @@ public:
     reader.join();
     distributor_.disconnect(id);
     logInfo("relay disconnected", {{"relay", pod}, {"pool", pool}});
-    return grpc::Status::OK;
+    return demoted ? notLeader() : grpc::Status::OK;
   }
 
 private:
@@ -122,12 +129,17 @@ private:
     slot = std::move(response);
     return slot;
   }
+  bool serves() const { return !serving_ || serving_(); }
+  static grpc::Status notLeader() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader: try another replica");
+  }
   static std::string nonceOf(const PoolSnapshot& snap) {
     return std::to_string(snap.epoch) + "/" + snap.version;
   }
 
   PolicyDistributor& distributor_;
   SnapshotSizeObserver* sizes_;
+  std::function<bool()> serving_;
   std::atomic<bool> stopping_{false};
   std::mutex cacheMutex_;
   std::map<std::string, std::shared_ptr<const pb::PolicyResponse>> cache_;
@@ -142,7 +154,7 @@ struct PolicyServer::Impl {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   Impl(PolicyDistributor& d, PolicyServerOptions o, SnapshotSizeObserver* sizes)
-      : distributor(d), options(std::move(o)), service(d, sizes) {}
+      : distributor(d), options(std::move(o)), service(d, sizes, options.serving) {}
 };
 
 PolicyServer::PolicyServer(PolicyDistributor& distributor, PolicyServerOptions options,

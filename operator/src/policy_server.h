@@ -10,6 +10,7 @@
 //   The only operator file that includes generated protobuf/gRPC code.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,6 +24,9 @@ struct PolicyServerOptions {
   std::string clientCaFile;       // relays must present a certificate this CA signed
   bool insecure = false;          // plaintext, no client certificates (local use only)
   int maxMessageBytes = 256 << 20;
+  // Unset, or true: serve. False (a standby replica): refuse streams with UNAVAILABLE, and end
+  // open ones, so relays reconnect through the Service until they reach the leader.
+  std::function<bool()> serving;
 };
 
 class SnapshotSizeObserver {

@@ -672,14 +672,17 @@ PassResult Reconciler::reconcileOnce() {
   std::map<Kind, std::array<size_t, 3>> states;  // accepted, rejected, with warnings
   for (Kind kind : kAllKinds) states[kind] = {0, 0, 0};
   std::set<ObjectId> present;
+  const bool leading = !options_.isLeader || options_.isLeader();
+  if (!leading) written_.clear();  // what we wrote may be overwritten by the leader
   for (const ObservedObject& o : observed) {
     present.insert(o.id);
     const ObjectStatus& want = desired.at(o.id);
     auto& s = states[o.id.kind];
     ++s[want.accepted ? 0 : 1];
     if (want.warnings) ++s[2];
-    const char* result = writeStatus(o, want, now);
     ++pass.objects;
+    if (!leading) continue;  // a standby replica computes, the leader writes
+    const char* result = writeStatus(o, want, now);
     std::string_view r = result;
     if (r == "updated") {
       ++pass.updated;

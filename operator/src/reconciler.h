@@ -191,6 +191,7 @@ struct ReconcilerOptions {
                                              {Kind::SenderPermission, false},
                                              {Kind::AcceptedDomain, false}};
   PolicyPublisher* publisher = nullptr;  // policy distribution; null: off
+  std::function<bool()> isLeader;        // unset: always writes; false: compute, do not write
   std::function<std::chrono::system_clock::time_point()> now = [] {
     return std::chrono::system_clock::now();
   };

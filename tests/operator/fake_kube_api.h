@@ -117,6 +117,23 @@ public:
     return r;
   }
 
+  std::function<ApiResult(const std::string&, const Json&)> onCreate;   // default: 201 echo
+  std::function<ApiResult(const std::string&, const Json&)> onReplace;  // default: 200 echo
+  ApiResult create(const std::string& path, const Json& object) override {
+    if (onCreate) return onCreate(path, object);
+    ApiResult r;
+    r.status = 201;
+    r.body = object;
+    return r;
+  }
+  ApiResult replace(const std::string& path, const Json& object) override {
+    if (onReplace) return onReplace(path, object);
+    ApiResult r;
+    r.status = 200;
+    r.body = object;
+    return r;
+  }
+
   ApiResult createEvent(const std::string& ns, const Json& event) override {
     events.emplace_back(ns, event);
     ApiResult r;

@@ -20,6 +20,7 @@ stopped by PID. Every wait is bounded.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import os
@@ -612,6 +613,91 @@ def test_sigterm_stops_the_operator_cleanly(kube, crds, tmp_path):
     logs = op.logs()
     assert code == 0, logs
     assert "msg=stopping signal=SIGTERM" in logs and "msg=stopped" in logs, logs
+
+
+# ------------------------------------------------------------------------ leader election
+
+HA = ["--no-events", "--leader-election-id", "op-ha", "--lease-duration", "3", "--renew-deadline", "2",
+      "--retry-period", "0.5"]
+
+
+def leader_of(*ops):
+    flags = [op.metric("kuberelay_operator_leader") for op in ops]
+    return ops[flags.index(1)] if flags.count(1) == 1 else None
+
+
+def test_two_replicas_elect_one_leader_that_alone_writes_and_fail_over(kube, crds, tmp_path):
+    kube.kubectl("create", "namespace", "op-ha")
+    a, b = Operator(kube, tmp_path / "a.log", *HA), Operator(kube, tmp_path / "b.log", *HA)
+    c = None
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        leader = wait_for("exactly one leader", lambda: leader_of(a, b), timeout=15)
+        standby = b if leader is a else a
+        lease = kube.get_json("lease", "op-ha", "-n", "default")
+        assert lease["spec"]["holderIdentity"].split("_")[1] == str(leader.proc.pid)
+
+        # Only the leader writes status.
+        kube.apply_text("op-ha", yaml.safe_dump({"apiVersion": f"{GROUP}/v1alpha1", "kind": "AcceptedDomain",
+                                                 "metadata": {"name": "ha-example"},
+                                                 "spec": {"domainName": "ha.example", "domainType": "Authoritative"}}))
+        wait_for("the leader to write the status",
+                 lambda: kube.get_json(f"accepteddomains.{GROUP}", "ha-example", "-n", "op-ha").get("status"))
+        assert standby.metric("kuberelay_operator_reconciles_total", result="updated") == 0
+        assert leader.metric("kuberelay_operator_reconciles_total", result="updated") >= 1
+
+        # The leader dies without a word: the standby takes over after the lease duration (3 s).
+        started = time.monotonic()
+        leader.proc.kill()
+        leader.proc.wait(timeout=10)
+        wait_for("the standby to lead", lambda: standby.metric("kuberelay_operator_leader") == 1, timeout=15)
+        took = time.monotonic() - started
+        assert took < 3 + 3, f"fail-over took {took:.1f}s"
+        kube.kubectl("patch", f"accepteddomains.{GROUP}", "ha-example", "-n", "op-ha", "--type=merge",
+                     "-p", json.dumps({"spec": {"domainType": "InternalRelay"}}))
+        wait_for("the new leader to write the status",
+                 lambda: kube.get_json(f"accepteddomains.{GROUP}", "ha-example", "-n", "op-ha")
+                 .get("status", {}).get("observedGeneration") == 2)
+        assert kube.get_json("lease", "op-ha", "-n", "default")["spec"]["leaseTransitions"] >= 1
+
+        # SIGTERM releases the Lease: a third replica leads at its next retry, not after 3 s.
+        c = Operator(kube, tmp_path / "c.log", *HA)
+        c.wait_ready()
+        assert c.metric("kuberelay_operator_leader") == 0
+        started = time.monotonic()
+        assert standby.stop() == 0
+        assert "released the leader lease" in standby.log.read_text()
+        wait_for("the third replica to lead", lambda: c.metric("kuberelay_operator_leader") == 1, timeout=10)
+        assert time.monotonic() - started < 2.5
+    finally:
+        for op in (a, b, c):
+            if op:
+                op.stop()
+
+
+def test_a_rotated_secret_is_picked_up(kube, operator):
+    """The users Secret of a connector changes: a new policy with the new hash, and the connector
+    (whose own generation did not change) reports it."""
+    ns = "op-rotate"
+    apply_example(kube, ns, EXAMPLES / "001-authenticated-submission")
+    before = wait_for("op-rotate settled", lambda: settled(kube, operator, ns))
+    rc = next(o for o in before if o["kind"] == "ReceiveConnector")
+    old_version = rc["status"]["policyVersion"]
+    secret = kube.get_json("secret", "relay-users", "-n", ns)
+    users = secret.get("stringData") or {"users": base64.b64decode(secret["data"]["users"]).decode()}
+    rotated = users["users"].replace("$6$ku423yW2NrD", "$6$rotatedSalt0")
+    kube.apply_text(ns, yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "relay-users"},
+                                        "type": "Opaque", "stringData": {"users": rotated}}))
+
+    def picked_up():
+        obj = kube.get_json(f"receiveconnectors.{GROUP}", "client-submission", "-n", ns)
+        v = obj.get("status", {}).get("policyVersion")
+        return obj if v and v != old_version else None
+
+    obj = wait_for("the connector to report a policy with the rotated Secret", picked_up)
+    assert obj["metadata"]["generation"] == rc["metadata"]["generation"]
+    assert obj["status"]["policyVersion"] == operator.policy_version()
 
 
 # ------------------------------------------------------------- explain against the API server

@@ -214,6 +214,14 @@ public:
     return send(methods::POST, "/api/v1/namespaces/" + ns + "/events", &event, "application/json");
   }
 
+  ApiResult create(const std::string& collectionPath, const Json& object) override {
+    return send(methods::POST, collectionPath, &object, "application/json");
+  }
+
+  ApiResult replace(const std::string& objectPath, const Json& object) override {
+    return send(methods::PUT, objectPath, &object, "application/json");
+  }
+
 private:
   http_client_config clientConfig(std::chrono::seconds timeout) const {
     http_client_config c;

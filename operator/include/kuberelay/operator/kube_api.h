@@ -146,6 +146,10 @@ public:
                                 const std::string& resourceVersion) = 0;
   // POST /api/v1/namespaces/{ns}/events.
   virtual ApiResult createEvent(const std::string& ns, const Json& event) = 0;
+  // POST a new object to a collection (409 AlreadyExists when it exists). For Leases.
+  virtual ApiResult create(const std::string& collectionPath, const Json& object) = 0;
+  // PUT an object; 409 Conflict when its metadata.resourceVersion is not the current one.
+  virtual ApiResult replace(const std::string& objectPath, const Json& object) = 0;
 };
 
 // A resource of the API (what the informers watch).
@@ -174,6 +178,7 @@ inline const ResourceType kSenderPermissions{"smtp.kuberelay.io", "v1alpha1", "s
 inline const ResourceType kAcceptedDomains{"smtp.kuberelay.io", "v1alpha1", "accepteddomains",
                                            "AcceptedDomain"};
 inline const ResourceType kSecrets{"", "v1", "secrets", "Secret"};
+inline const ResourceType kLeases{"coordination.k8s.io", "v1", "leases", "Lease"};
 }  // namespace resources
 
 }  // namespace kuberelay::op
