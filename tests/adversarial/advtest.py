@@ -260,6 +260,13 @@ class NextHop:
         named = [c for c in cmds if c.split(" ", 1)[0].upper() in ("RCPT", "DATA", "BDAT")]
         assert not named, f"the relay named recipients or started content at the next hop: {cmds}"
 
+    def assert_no_transaction(self) -> None:
+        """Not even a MAIL FROM reached the next hop (pooled sessions may still say RSET, NOOP,
+        QUIT or EHLO on their own)."""
+        cmds = self.tap.commands()
+        opened = [c for c in cmds if c.split(" ", 1)[0].upper() in ("MAIL", "RCPT", "DATA", "BDAT")]
+        assert not opened, f"a transaction was opened at the next hop: {cmds}"
+
     def assert_one(self, rcpts: list[str], mail_from: str | None = None, content: bytes | None = None,
                    timeout: float = 5.0, transactions: int = 1):
         """Exactly one message reached the next hop, for exactly `rcpts` (and `mail_from`, and
