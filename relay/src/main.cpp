@@ -7,15 +7,16 @@
 //                    | --control-plane-insecure) [options]
 //   options: [--admin 127.0.0.1:9090] [--hostname NAME] [--drain-timeout 30]
 //            [--next-hop-timeout 60] [--next-hop-idle-timeout 10] [--next-hop-max-idle 32]
-//            [--protocol-log-dir DIR]
+//            [--protocol-log-dir DIR] [--standby-ports 25,587] [--port-offset 0]
 // DESCRIPTION
 //   Local mode (--manifests): enforces the ReceiveConnectors, SenderPermissions and
 //   AcceptedDomains (and the Secrets they reference) found in DIR, reloading when a file
 //   changes. A broken edit keeps the last good policy in force.
 //   Cluster mode (--control-plane): subscribes to the operator's policy stream (gRPC, mutual
 //   TLS unless --control-plane-insecure) and enforces the snapshots it sends for this relay's
-//   pool. Until the first one, clients get 421 4.3.2 and /readyz is 503; when the operator is
-//   unreachable the last snapshot applied stays in force.
+//   pool. Until the first one, /readyz is 503 and clients get 421 4.3.2 on the --standby-ports
+//   (nothing else listens yet); when the operator is unreachable the last snapshot applied
+//   stays in force.
 //   SIGTERM drains (stop accepting, let sessions finish); a second SIGTERM or SIGINT stops at
 //   once.
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <vector>
 
 #include "server/log.h"
 #include "server/server.h"
@@ -46,6 +48,14 @@ int main(int argc, char** argv) {
   app.add_option("--admin", options.adminAddress, "address:port of /metrics, /healthz, /readyz");
   app.add_option("--hostname", options.hostName, "name in the banner, EHLO and Received headers");
   app.add_option("--pool,--relay-pool", options.relayPool, "serve only this pool's connectors");
+  std::vector<int> standbyPorts;
+  app.add_option("--standby-ports", standbyPorts,
+                 "ports to answer 421 4.3.2 on until a policy is in force (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--port-offset", options.portOffset,
+                 "added to every listening port (several relays on one host, for tests)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--pod-name", controlPlane.podName,
                  "this relay's name to the operator (default: $POD_NAME, else the host name)");
   std::string caFile, certFile, keyFile;
@@ -113,6 +123,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.manifests = manifests;
+  options.standbyPorts.assign(standbyPorts.begin(), standbyPorts.end());
   options.protocolLogDir = protocolLogDir;
   options.drainTimeout = std::chrono::seconds(drainSeconds);
   options.nextHopTimeout = std::chrono::seconds(nextHopTimeout);

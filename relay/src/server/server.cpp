@@ -126,7 +126,8 @@ private:
       co_await writeRaw(kNoPolicyReply);
       co_return;
     }
-    facts_ = {toIp(local.address()), local.port(), toIp(peer.address())};
+    // The policy's port (the socket's differs by --port-offset).
+    facts_ = {toIp(local.address()), listener_->binding.port, toIp(peer.address())};
     socketPeer_ = facts_.remoteAddress;
     sessionDeadline_ = Clock::now() + std::chrono::minutes(10);
     setReadDeadline(Clock::now() + std::chrono::seconds(30));
@@ -658,6 +659,14 @@ void Relay::start() {
   asio::co_spawn(io_, adminLoop(), asio::detached);
   reload();
   asio::co_spawn(io_, reloadLoop(), asio::detached);
+  if (!store_.current()) {
+    // Until a policy says where to listen: answer 421 4.3.2 on these ports rather than refuse
+    // connections (the first policy's bindings replace them).
+    for (uint16_t port : options_.standbyPorts) {
+      policy::Binding binding{std::nullopt, port, false};
+      openListener(binding.toString(), binding, false, true);
+    }
+  }
   if (options_.controlPlane) {
     // No policy until the first snapshot: 421 4.3.2 and /readyz 503, never a default.
     log("info", "cluster mode: waiting for the first policy snapshot",
@@ -755,32 +764,45 @@ void Relay::syncListeners(const policy::Snapshot& snapshot) {
   listenFailures_ = 0;
   for (const auto& [text, l] : wanted) {
     if (listeners_.count(text)) continue;
-    auto state = std::make_shared<ListenerState>(io_, l->binding, l->implicitTls);
-    asio::ip::address address;
-    if (l->binding.address) {
-      address = asio::ip::make_address(l->binding.address->toString());
-    } else if (l->binding.anyV6) {
-      address = asio::ip::address_v6::any();
-    } else {
-      address = asio::ip::address_v4::any();
-    }
-    tcp::endpoint ep(address, l->binding.port);
-    asio::error_code ec;
-    state->acceptor.open(ep.protocol(), ec);
-    if (!ec) state->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec && ep.address().is_v6()) state->acceptor.set_option(asio::ip::v6_only(true), ec);
-    if (!ec) state->acceptor.bind(ep, ec);
-    if (!ec) state->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      ++listenFailures_;
-      log("error", "cannot listen", {{"binding", text}, {"error", ec.message()}});
-      continue;
-    }
-    log("info", "listening",
-        {{"binding", text}, {"tls", l->implicitTls ? "implicit" : "starttls"}});
-    listeners_[text] = state;
-    asio::co_spawn(io_, acceptLoop(state), asio::detached);
+    if (!openListener(text, l->binding, l->implicitTls, false)) ++listenFailures_;
   }
+}
+
+bool Relay::openListener(const std::string& text, const policy::Binding& binding, bool implicitTls,
+                         bool standby) {
+  auto state = std::make_shared<ListenerState>(io_, binding, implicitTls);
+  asio::ip::address address;
+  if (binding.address) {
+    address = asio::ip::make_address(binding.address->toString());
+  } else if (binding.anyV6) {
+    address = asio::ip::address_v6::any();
+  } else {
+    address = asio::ip::address_v4::any();
+  }
+  const uint32_t port = uint32_t{binding.port} + options_.portOffset;
+  asio::error_code ec;
+  if (port > 65535) ec = asio::error::invalid_argument;
+  tcp::endpoint ep(address, static_cast<uint16_t>(port));
+  if (!ec) state->acceptor.open(ep.protocol(), ec);
+  if (!ec) state->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && ep.address().is_v6()) state->acceptor.set_option(asio::ip::v6_only(true), ec);
+  if (!ec) state->acceptor.bind(ep, ec);
+  if (!ec) state->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  // With --port-offset the socket's port is not the policy's: say both.
+  const std::string where =
+      options_.portOffset ? text + " on port " + std::to_string(port) : std::string(text);
+  if (ec) {
+    log("error", "cannot listen", {{"binding", where}, {"error", ec.message()}});
+    return false;
+  }
+  if (standby) {
+    log("info", "listening on standby: 421 4.3.2 until a policy is in force", {{"binding", where}});
+  } else {
+    log("info", "listening", {{"binding", where}, {"tls", implicitTls ? "implicit" : "starttls"}});
+  }
+  listeners_[text] = state;
+  asio::co_spawn(io_, acceptLoop(state), asio::detached);
+  return true;
 }
 
 awaitable<void> Relay::acceptLoop(std::shared_ptr<ListenerState> listener) {

@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "control_plane_client.h"
 #include "forwarder.h"
@@ -41,6 +42,12 @@ struct RelayOptions {
   // Cluster mode (instead of `manifests`): the operator's policy stream. Its pool is relayPool.
   std::optional<ControlPlaneOptions> controlPlane;
   std::string relayPool = "default";
+  // Listened on (any IPv4 address) while no policy is in force, so that clients get 421 4.3.2
+  // instead of a refused connection; the first policy's bindings replace them.
+  std::vector<uint16_t> standbyPorts;
+  // Added to every listening port (bindings and standby ports), so that several relays can
+  // share one host in tests; sessions still see the policy's port.
+  uint16_t portOffset = 0;
   std::string hostName;  // EHLO / banner name; default: the machine's host name
   std::string adminAddress = "127.0.0.1:9090";
   std::chrono::milliseconds reloadInterval{1000};
@@ -80,6 +87,10 @@ private:
   StagedSnapshot stage(const ReceivedSnapshot& received);
   void applyPolicy(LoadedPolicyPtr policy);
   void syncListeners(const policy::Snapshot& snapshot);
+  // Opens a listener keyed by `text` (the binding as the policy writes it); false on failure.
+  // A standby listener serves only until the first policy (see RelayOptions::standbyPorts).
+  bool openListener(const std::string& text, const policy::Binding& binding, bool implicitTls,
+                    bool standby);
   asio::awaitable<void> acceptLoop(std::shared_ptr<ListenerState> listener);
   asio::awaitable<void> reloadLoop();
   asio::awaitable<void> adminLoop();

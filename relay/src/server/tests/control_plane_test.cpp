@@ -309,7 +309,8 @@ protected:
     ASSERT_GT(operatorPort_, 0);
   }
 
-  void startRelay(ControlPlaneOptions controlPlane = {}) {
+  void startRelay(ControlPlaneOptions controlPlane = {},
+                  const std::function<void(RelayOptions&)>& adjust = nullptr) {
     controlPlane.target = "127.0.0.1:" + std::to_string(operatorPort_);
     controlPlane.podName = "relay-0";
     if (controlPlane.caFile.empty()) controlPlane.insecure = true;
@@ -319,6 +320,7 @@ protected:
     options.adminAddress = "127.0.0.1:0";
     options.hostName = "relay.test";
     options.controlPlane = controlPlane;
+    if (adjust) adjust(options);
     relay_ = std::make_unique<Relay>(io_, options);
     relay_->start();
     io_thread_ = std::thread([this] { io_.run(); });
@@ -395,6 +397,34 @@ TEST_F(ControlPlaneTest, NoPolicyAndNotReadyUntilTheFirstSnapshotThenAckAndEnfor
   EXPECT_TRUE(metric("kuberelay_policy_updates_total{result=\"applied\"} 1"));
   EXPECT_TRUE(metric("kuberelay_policy_updates_total{result=\"rejected\"} 0"));
   EXPECT_TRUE(metric("kuberelay_policy_version_info{version=\"" + first.version_info() + "\"} 1"));
+}
+
+TEST_F(ControlPlaneTest, StandbyPortsAnswer421UntilTheFirstSnapshotsBindingsReplaceThem) {
+  startOperator();
+  startRelay({}, [&](RelayOptions& o) { o.standbyPorts = {smtpPort_}; });
+  nextRequest();
+  EXPECT_EQ(greeting(smtpPort_), "421 4.3.2 System not accepting network messages");
+  EXPECT_FALSE(relay_->ready());
+  auto first = response(exampleObjects(kSeed003, smtpPort_), "n1");
+  operator_.responses.push(first);
+  EXPECT_EQ(nextRequest().error_detail(), "");
+  EXPECT_EQ(greeting(smtpPort_).substr(0, 4), "220 ");
+  EXPECT_TRUE(relay_->ready());
+}
+
+TEST_F(ControlPlaneTest, APortOffsetMovesTheSocketsNotThePolicy) {
+  // Several relays on one host: the policy's port 2525 is served on 2525 + offset.
+  const uint16_t policyPort = smtpPort_ > 20000 ? smtpPort_ - 10000 : smtpPort_ + 10000;
+  const uint16_t offset = static_cast<uint16_t>(smtpPort_ - policyPort);
+  startOperator();
+  startRelay({}, [&](RelayOptions& o) { o.portOffset = offset; });
+  nextRequest();
+  auto first = response(exampleObjects(kSeed003, policyPort), "n1");
+  operator_.responses.push(first);
+  EXPECT_EQ(nextRequest().error_detail(), "");
+  // Connector selection saw the policy's port: a connector of that port answered.
+  EXPECT_EQ(greeting(smtpPort_).substr(0, 4), "220 ");
+  EXPECT_TRUE(relay_->ready());
 }
 
 TEST_F(ControlPlaneTest, NacksAWrongVersionAndKeepsThePrevious) {
