@@ -437,8 +437,16 @@ Decision SessionPolicy::mailFrom(const MailAddress& sender, std::optional<uint64
 
 Decision SessionPolicy::rcptTo(const MailAddress& recipient, uint32_t acceptedSoFar,
                                Trace* trace) const {
-  return audit(Stage::RcptTo, decideRcptTo(recipient, acceptedSoFar, trace), replies::kRecipientOk,
-               trace);
+  Decision d = decideRcptTo(recipient, acceptedSoFar, trace);
+  const CompiledConnector* c = selection_.connector;
+  if (!d.allowed && d.reason == "too_many_recipients" && c &&
+      c->spec.enforcement == Enforcement::Audit) {
+    // Audit lets the recipient limit pass, so the relay rules behind it must still be decided:
+    // else enough local recipients first would open the relay.
+    Decision relay = decideRcptTo(recipient, 0, trace);
+    if (!relay.allowed) d = relay;
+  }
+  return audit(Stage::RcptTo, d, replies::kRecipientOk, trace);
 }
 
 Decision SessionPolicy::messageSize(uint64_t bytes, Trace* trace) const {

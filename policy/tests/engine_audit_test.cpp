@@ -48,6 +48,22 @@ TEST(AuditMode, NeverOpensAnAnonymousRelay) {
   }
 }
 
+// Found by the adversarial tier: the recipient limit is decided first, audit let it pass, and
+// the relay rules behind it were never asked.
+TEST(AuditMode, PastTheRecipientLimitAnAnonymousClientStillCannotRelay) {
+  auto snap = auditVariant("examples/004-ip-restriction-flag");
+  auto s = SessionPolicy::connect(snap, {ip("0.0.0.0"), 2525, ip("127.0.0.40")});
+  const uint32_t limit = snap->connectors().front().spec.limits.maxRecipientsPerMessage;
+  Decision local = s.rcptTo(MailAddress::split("<dave@example.com>"), limit);
+  EXPECT_TRUE(local.allowed);  // reported, not enforced
+  EXPECT_EQ(local.wouldRefuseReason, "too_many_recipients");
+  for (const char* victim : {"<victim@elsewhere.test>", "<x%elsewhere.test@example.com>"}) {
+    Decision rcpt = s.rcptTo(MailAddress::split(victim), limit);
+    EXPECT_FALSE(rcpt.allowed) << victim;
+    EXPECT_EQ(rcpt.reply.code, 550) << victim;
+  }
+}
+
 TEST(AuditMode, TlsRequirementsAreAlwaysEnforced) {
   auto snap = auditVariant("examples/000-anonymous-web-app");
   auto s = SessionPolicy::connect(snap, {ip("0.0.0.0"), 2587, ip("127.0.0.1")});

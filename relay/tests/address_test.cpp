@@ -25,6 +25,25 @@ Parsed parse(std::string_view path, AddressRole role = AddressRole::Sender, bool
   return {true, std::string(a.local), std::string(a.domain), a.isNull, ""};
 }
 
+// RFC 5322 3.2.4: a quoted-pair is the character itself, so these name one mailbox, and the
+// policy must see one spelling (found by the adversarial tier: a sendAs deny on ceo@ was dodged).
+TEST(Address, CanonicalFormResolvesQuotedPairs) {
+  auto canonical = [](std::string_view path) {
+    Address a;
+    EXPECT_FALSE(parsePath(path, AddressRole::Sender, false, a)) << path;
+    std::string storage;
+    policy::MailAddress m = a.canonical(storage);
+    return std::string(m.local) + "@" + std::string(m.domain);
+  };
+  EXPECT_EQ(canonical("<\"c\\eo\"@example.com>"), "ceo@example.com");
+  EXPECT_EQ(canonical("<\"\\c\\e\\o\"@example.com>"), "ceo@example.com");
+  EXPECT_EQ(canonical("<\"ceo\"@example.com>"), "ceo@example.com");
+  EXPECT_EQ(canonical("<ceo@example.com>"), "ceo@example.com");
+  // Content that needs quotes keeps them, with the minimal escapes.
+  EXPECT_EQ(canonical("<\"a\\ b\"@example.com>"), "\"a b\"@example.com");
+  EXPECT_EQ(canonical("<\"a\\\"b\"@example.com>"), "\"a\\\"b\"@example.com");
+}
+
 TEST(Address, PlainAddress) {
   Parsed p = parse("<user@example.com>");
   EXPECT_TRUE(p.ok);

@@ -261,4 +261,26 @@ ParseError parsePath(std::string_view path, AddressRole role, bool smtpUtf8, Add
   return {};
 }
 
+policy::MailAddress Address::canonical(std::string& storage) const {
+  if (local.size() < 2 || local.front() != '"' || local.find('\\') == std::string_view::npos) {
+    return toMailAddress();
+  }
+  std::string content;
+  for (size_t i = 1; i + 1 < local.size(); ++i) {
+    if (local[i] == '\\' && i + 2 < local.size()) ++i;  // quoted-pair: the next octet, as is
+    content += local[i];
+  }
+  if (isDotString(content, true)) {
+    storage = std::move(content);
+  } else {
+    storage = "\"";
+    for (char c : content) {
+      if (c == '"' || c == '\\') storage += '\\';
+      storage += c;
+    }
+    storage += '"';
+  }
+  return {storage, domain, isNull};
+}
+
 }  // namespace kuberelay::smtp

@@ -420,7 +420,8 @@ void Session::mail(std::string_view argument, Output& out) {
     protocolError(EventStage::Mail, replies::kUnsupportedParameter, "unsupported_parameter", out);
     return;
   }
-  const Decision d = policy_.mailFrom(args.sender.toMailAddress(), args.params.size);
+  std::string canonical;
+  const Decision d = policy_.mailFrom(args.sender.canonical(canonical), args.params.size);
   event(EventStage::Mail, d, out, d.allowed ? std::string() : formatAddress(args.sender));
   if (!d.allowed) {
     send(d.reply, out);
@@ -451,7 +452,8 @@ void Session::rcpt(std::string_view argument, Output& out) {
     protocolError(EventStage::Rcpt, *e.reply, e.reason, out);
     return;
   }
-  const Decision d = policy_.rcptTo(args.recipient.toMailAddress(), recipients_);
+  std::string canonical;
+  const Decision d = policy_.rcptTo(args.recipient.canonical(canonical), recipients_);
   event(EventStage::Rcpt, d, out, d.allowed ? std::string() : formatAddress(args.recipient));
   if (!d.allowed) {
     send(d.reply, out);

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include "kuberelay/policy/engine.h"
@@ -46,6 +47,11 @@ struct Address {
   bool isNull = false;      // the null reverse-path <>
 
   policy::MailAddress toMailAddress() const { return {local, domain, isNull}; }
+  // The address as the policy must compare it: quoted-pairs resolved ("\"c\\eo\"" is ceo,
+  // RFC 5322 3.2.4: the same mailbox) and the quotes dropped when the content needs none, so a
+  // deny on ceo@ cannot be dodged by spelling it differently. `storage` holds the text when it
+  // differs from the parsed view.
+  policy::MailAddress canonical(std::string& storage) const;
 };
 
 // Parses one path ("<...>" or a bare address). `smtpUtf8`: the transaction declared SMTPUTF8.
