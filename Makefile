@@ -8,7 +8,7 @@ WERROR     ?= $(if $(CI),ON,OFF)
 JOBS       ?= 2
 CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKUBERELAY_WERROR=$(WERROR)
 
-.PHONY: all deps build asan-build fuzz-build fuzz test run print-policy bench check-examples format clean
+.PHONY: all deps build asan-build fuzz-build fuzz test run print-policy bench check-examples format clean sync-chart-crds
 
 all: build
 
@@ -61,6 +61,10 @@ bench: build
 
 check-examples: build
 	@for d in $$(find examples -type d); do echo "== $$d"; $(BUILD)/tools/kuberelay-policy check $$d || exit 1; done
+
+# The Helm chart ships a byte-for-byte copy of crds/ (tests/helm checks it).
+sync-chart-crds:
+	@rm -f helm/kuberelay/crds/*.yaml && cp crds/*.yaml helm/kuberelay/crds/ && echo "helm/kuberelay/crds/ = crds/"
 
 format:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
