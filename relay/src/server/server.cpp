@@ -789,8 +789,7 @@ bool Relay::openListener(const std::string& text, const policy::Binding& binding
   if (!ec) state->acceptor.bind(ep, ec);
   if (!ec) state->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   // With --port-offset the socket's port is not the policy's: say both.
-  const std::string where =
-      options_.portOffset ? text + " on port " + std::to_string(port) : std::string(text);
+  const std::string where = options_.portOffset ? text + " on port " + std::to_string(port) : text;
   if (ec) {
     log("error", "cannot listen", {{"binding", where}, {"error", ec.message()}});
     return false;
