@@ -386,7 +386,7 @@ def test_cert_manager_certificates(all_docs):
     assert certs["kuberelay-all-policy-ca"]["isCA"] is True
     server, client = certs["kuberelay-all-policy-server"], certs["kuberelay-all-policy-client"]
     assert server["dnsNames"] == ["kuberelay-all-policy", "kuberelay-all-policy.mail", "kuberelay-all-policy.mail.svc",
-                                  "kuberelay-all-policy.mail.svc.cluster.local"]
+                                  "kuberelay-all-policy.mail.svc.cluster.local", "kuberelay-policy.mail.example.com"]
     assert "server auth" in server["usages"] and "client auth" in client["usages"]
     assert server["issuerRef"]["name"] == client["issuerRef"]["name"] == "kuberelay-all-policy-ca"
     # The Deployments mount what the Certificates write.
