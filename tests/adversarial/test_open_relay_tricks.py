@@ -16,6 +16,8 @@ refused, the next hop must never be named that recipient (the tap sees no RCPT a
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from advtest import EXTERNAL, OFF_LIST, ON_LIST, SEED_003, session
@@ -347,22 +349,14 @@ def test_audit_mode_never_opens_the_relay(audit003, request, rcpt, expected, del
     _probe(r, hop, OFF_LIST, rcpt, expected, delivered, request.node.callspec.id)
 
 
-AUDIT_BUG = ("relay bug: in Audit mode the maxRecipientsPerMessage check comes first in RCPT and is "
-             "audited into an acceptance, so the relay check never runs: past the limit an anonymous "
-             "client relays to any domain")
-
 # Past maxRecipientsPerMessage (2 here) on the Audit connector: (id, recipient, expected status,
 # delivered to it)
 BEYOND_LIMIT = [
     pytest.param("someone@example.com", OK, True, id="accepted-domain"),  # audited 452: proceeds
-    pytest.param("victim@external.test", RELAY_DENIED, False, id="external",
-                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
-    pytest.param("victim%external.test@example.com", RELAY_DENIED, False, id="percent-hack",
-                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
-    pytest.param('"victim@external.test"@example.com', RELAY_DENIED, False, id="quoted-at",
-                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
-    pytest.param("victim@[192.0.2.1]", RELAY_DENIED, False, id="ip-literal",
-                 marks=pytest.mark.xfail(strict=True, reason=AUDIT_BUG)),
+    pytest.param("victim@external.test", RELAY_DENIED, False, id="external"),
+    pytest.param("victim%external.test@example.com", RELAY_DENIED, False, id="percent-hack"),
+    pytest.param('"victim@external.test"@example.com', RELAY_DENIED, False, id="quoted-at"),
+    pytest.param("victim@[192.0.2.1]", RELAY_DENIED, False, id="ip-literal"),
 ]
 
 
@@ -383,7 +377,6 @@ def test_audit_mode_recipient_limit_does_not_open_the_relay(audit003, rcpt, expe
     assert delivered or "victim" not in hop.tap.raw().decode()
 
 
-@pytest.mark.xfail(strict=True, reason=AUDIT_BUG)
 def test_audit_mode_default_recipient_limit_spam_run(relay, next_hop):
     # With the default limit (200): two hundred local recipients, then the victims.
     r = relay(SEED_003, next_hop, connectors={"internet-default": {"enforcement": "Audit"}})
@@ -393,4 +386,8 @@ def test_audit_mode_default_recipient_limit_spam_run(relay, next_hop):
         assert [c.reply().status for _ in range(201)] == ["250 2.1.0"] + [OK] * 200
         assert c.cmd("RCPT TO:<victim@external.test>").status == RELAY_DENIED
         assert c.cmd("QUIT").status == "221 2.0.0"
-    next_hop.assert_no_message(forbidden=("victim",))
+    # smtp-sink dumps the abandoned envelope of the 200 local recipients too; what matters: no
+    # message was completed at the next hop and the victim was never named to it.
+    time.sleep(0.2)
+    assert not next_hop.tap.messages()
+    assert b"victim" not in next_hop.tap.raw()

@@ -116,8 +116,6 @@ def test_slow_reader_is_cut_at_the_connection_timeout(relay, next_hop):
     next_hop.assert_nothing()
 
 
-@pytest.mark.xfail(strict=True, reason="relay bug: the STARTTLS handshake waits a fixed 30 s (or connectionTimeout) "
-                                       "and ignores connectionInactivityTimeout")
 def test_silent_client_after_starttls_is_cut_at_the_inactivity_timeout(relay, next_hop):
     r = relay(SEED_003, next_hop, all_connectors={"limits": {"connectionTimeout": "30s",
                                                              "connectionInactivityTimeout": "1s"}})
@@ -130,8 +128,6 @@ def test_silent_client_after_starttls_is_cut_at_the_inactivity_timeout(relay, ne
     assert closed, f"still open after {elapsed:.1f}s with connectionInactivityTimeout 1s"
 
 
-@pytest.mark.xfail(strict=True, reason="relay bug: the implicit-TLS handshake waits a fixed 30 s (or "
-                                       "connectionTimeout) and ignores connectionInactivityTimeout")
 def test_silent_client_on_implicit_tls_is_cut_at_the_inactivity_timeout(relay, next_hop):
     r = relay("001-authenticated-submission", next_hop,
               connectors={"client-submission": {"tls": {"implicit": True},

@@ -377,9 +377,19 @@ private:
         if (!co_await flush()) co_return false;
         firewall_.emplace(smtp_->policy().rights());
         if (firewall_->passThrough()) firewall_.reset();
+        contentStarted_ = false;
         NextHopReply reply = co_await forwarder_->beginData(receivedHeader());
         co_return co_await answer(reply);
       } else if (auto* c = std::get_if<smtp::action::BodyChunk>(&a)) {
+        if (!contentStarted_ && !c->bytes.empty()) {
+          contentStarted_ = true;
+          if (c->bytes.front() == ' ' || c->bytes.front() == '\t') {
+            // A first line that starts with white space would fold into our Received field
+            // (forged trace text). It is no header: start the body there, as Postfix does.
+            co_await forwarder_->chunk("\r\n");
+            firewall_.reset();
+          }
+        }
         if (firewall_) {
           headers_.clear();
           std::string_view rest = firewall_->feed(c->bytes, headers_);
@@ -528,7 +538,9 @@ private:
     auto ctx = connector_ ? policy_->tls[connector_->index] : nullptr;
     if (!ctx) co_return false;
     tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *ctx);
-    setReadDeadline(std::min(Clock::now() + std::chrono::seconds(30), sessionDeadline_));
+    // A silent handshake is an idle connection: the connector's inactivity timeout applies.
+    const Clock::duration limit = std::min<Clock::duration>(inactivity_, std::chrono::seconds(30));
+    setReadDeadline(std::min(Clock::now() + limit, sessionDeadline_));
     auto [err] = co_await tls_->async_handshake(asio::ssl::stream_base::server, kNoThrow);
     if (!err) {
       SSL* ssl = tls_->native_handle();
@@ -613,6 +625,7 @@ private:
   std::unique_ptr<Forwarder> forwarder_;
   std::optional<HeaderFirewall> firewall_;  // during DATA, unless every header right is held
   std::string headers_;                     // header fields that passed the firewall
+  bool contentStarted_ = false;             // the first octet of this message's content seen
   std::string sender_;                      // of the current transaction, for /refusals
   std::vector<std::string> recipients_;     // accepted so far in it
   Clock::time_point sessionDeadline_;

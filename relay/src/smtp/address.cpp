@@ -273,12 +273,12 @@ policy::MailAddress Address::canonical(std::string& storage) const {
   if (isDotString(content, true)) {
     storage = std::move(content);
   } else {
-    storage = "\"";
+    storage.assign(1, '"');
     for (char c : content) {
-      if (c == '"' || c == '\\') storage += '\\';
-      storage += c;
+      if (c == '"' || c == '\\') storage.push_back('\\');
+      storage.push_back(c);
     }
-    storage += '"';
+    storage.push_back('"');
   }
   return {storage, domain, isNull};
 }
