@@ -30,6 +30,7 @@ SUBSTITUTIONS = {
     "job": ".*",
     "operator_job": ".*",
     "connector": ".*",
+    "pool": ".*",
 }
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)|\[\[(\w+)(?::[\w]+)?\]\]")

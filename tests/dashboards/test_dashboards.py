@@ -425,10 +425,13 @@ def stack(kube, crds, tmp_path_factory, request):  # noqa: F811
             stoppers.append(c.stop)
             wait_for("relay-c to apply the operator's policy", lambda: c.http("/readyz")[0] == 200, timeout=30)
 
+        # The labels the chart's ServiceMonitor/PodMonitor give (pool: from the pod label
+        # kuberelay.io/pool; the relays here all serve the default pool).
         labels = {"namespace": "kuberelay"}
-        relays = [(a.admin_port, {**labels, "pod": "relay-a"}), (b.admin_port, {**labels, "pod": "relay-b"})]
+        relays = [(a.admin_port, {**labels, "pod": "relay-a", "pool": "default"}),
+                  (b.admin_port, {**labels, "pod": "relay-b", "pool": "default"})]
         if c:
-            relays.append((c.admin_port, {**labels, "pod": "relay-c"}))
+            relays.append((c.admin_port, {**labels, "pod": "relay-c", "pool": "default"}))
         prom = PrometheusServer(work, {"kuberelay-relay": relays,
                                        "kuberelay-operator": [(op.port, {**labels, "pod": "operator-0"})]})
         stoppers.append(prom.stop)
