@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import difflib
 import os
 import random
 import re
@@ -687,7 +688,7 @@ def test_metric_name_is_exported_by_a_process(stack, name):
     if reason:
         stack.notes.append(f"known missing metric name: {name} ({reason})")
         pytest.xfail(reason)
-    close = sorted(n for n in stack.scraped if n.split("_")[:3] == name.split("_")[:3])
+    close = difflib.get_close_matches(name, sorted(stack.scraped), n=3, cutoff=0.8)
     pytest.fail(f"{name} is in no process's /metrics (a typo?); used by:\n  " + "\n  ".join(METRIC_USERS[name])
                 + f"\nsimilar exported names: {close}", pytrace=False)
 
