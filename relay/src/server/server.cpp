@@ -121,7 +121,8 @@ private:
     if (ec) co_return;
     socket_.set_option(tcp::no_delay(true), ec);
     policy_ = relay_.store_.current();
-    if (!policy_) {
+    // A policy with no connector for this relay's pool serves no one either: 421, try later.
+    if (!policy_ || policy_->snapshot->listeners().empty()) {
       relay_.metrics_.connection("none", "no_policy");
       co_await writeRaw(kNoPolicyReply);
       co_return;
@@ -763,9 +764,20 @@ void Relay::syncListeners(const policy::Snapshot& snapshot) {
     }
     wanted[l.binding.toString()] = &l;
   }
+  // Nothing to serve (no connector for this pool yet): keep answering 421 4.3.2 on the
+  // standby ports rather than refuse connections.
+  std::map<std::string, policy::Binding> standby;
+  if (wanted.empty()) {
+    for (uint16_t port : options_.standbyPorts) {
+      policy::Binding binding{std::nullopt, port, false};
+      standby.emplace(binding.toString(), binding);
+    }
+  }
   for (auto it = listeners_.begin(); it != listeners_.end();) {
     auto w = wanted.find(it->first);
-    if (w == wanted.end() || w->second->implicitTls != it->second->implicitTls) {
+    if (standby.count(it->first) && !it->second->implicitTls) {
+      ++it;
+    } else if (w == wanted.end() || w->second->implicitTls != it->second->implicitTls) {
       asio::error_code ignored;
       it->second->acceptor.close(ignored);
       log("info", "listener closed", {{"binding", it->first}});
@@ -778,6 +790,9 @@ void Relay::syncListeners(const policy::Snapshot& snapshot) {
   for (const auto& [text, l] : wanted) {
     if (listeners_.count(text)) continue;
     if (!openListener(text, l->binding, l->implicitTls, false)) ++listenFailures_;
+  }
+  for (const auto& [text, binding] : standby) {
+    if (!listeners_.count(text)) openListener(text, binding, false, true);
   }
 }
 
@@ -907,7 +922,11 @@ awaitable<void> Relay::adminRequest(std::shared_ptr<tcp::socket> socket) {
       body = "ready " + p->snapshot->version() + "\n";
     } else {
       status = "503 Service Unavailable";
-      body = draining_ ? "draining\n" : !p ? "no policy loaded\n" : "a listener is not open\n";
+      body = draining_ ? "draining\n"
+             : !p      ? "no policy loaded\n"
+             : p->snapshot->listeners().empty()
+                 ? "the policy has no connector for this relay pool\n"
+                 : "a listener is not open\n";
     }
   } else {
     status = "404 Not Found";

@@ -69,8 +69,11 @@ public:
   void drain();
 
   // For the admin server and tests.
-  // Ready: a policy is in force, every listener it needs is open, and not draining.
-  bool ready() const { return store_.current() != nullptr && !draining_ && listenFailures_ == 0; }
+  // A policy without a connector for this relay's pool serves no one: not ready either.
+  bool ready() const {
+    auto p = store_.current();
+    return p && !p->snapshot->listeners().empty() && !draining_ && listenFailures_ == 0;
+  }
   Metrics& metrics() { return metrics_; }
   PolicyStore& store() { return store_; }
   uint16_t adminPort() const { return adminPort_; }
