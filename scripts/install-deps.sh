@@ -8,7 +8,7 @@ APT_PACKAGES=(
   libyaml-dev libgtest-dev libgmock-dev libcrypt-dev libssl-dev libasio-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcpprest-dev prometheus-cpp-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
-  postfix swaks curl openssl python3 python3-pip prometheus
+  postfix swaks curl openssl python3 python3-pip prometheus python3-matplotlib
 )
 PY_MODULES=(pytest jsonschema yaml)
 

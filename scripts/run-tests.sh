@@ -56,10 +56,10 @@ run_pytest() {
 
 run_pytest "CRD schema tests" tests/schema 600
 run_pytest "relay integration tests, real clients" tests/integration 1200
-run_pytest "dashboards and alerts against a real Prometheus" tests/dashboards 900
 run_pytest "adversarial black-box tests" tests/adversarial 900
 run_pytest "CRDs against a real kube-apiserver" tests/kube 3600
 run_pytest "operator against a real kube-apiserver" tests/operator 1800
+run_pytest "dashboards and alerts against a real Prometheus" tests/dashboards 900
 run_pytest "Helm chart against a real kube-apiserver" tests/helm 1200
 
 echo

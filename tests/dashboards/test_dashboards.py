@@ -711,14 +711,17 @@ def plotting_python() -> str:
                 "has it.", pytrace=False)
 
 
-def test_render_dashboards_to_png(stack):
+def test_render_dashboards_to_png(stack, tmp_path):
+    # Into the test's own directory, so `make test` leaves the tree clean;
+    # KUBERELAY_DASHBOARD_PNGS=docs refreshes the committed pictures in docs/dashboards/.
+    out = promql.PNG_DIR if os.environ.get("KUBERELAY_DASHBOARD_PNGS") == "docs" else tmp_path
     python = plotting_python()
     started = time.time()
     p = subprocess.run([python, str(HERE / "render.py"), "--prometheus", stack.prom.url,
                         "--start", f"{stack.window_start - 2:.3f}", "--end", f"{stack.eval_time:.3f}",
-                        "--out", str(promql.PNG_DIR)], capture_output=True, text=True, timeout=300)
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, f"render.py exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
     for path in promql.dashboard_files():
-        png = promql.PNG_DIR / f"{promql.load_dashboard(path)['uid']}.png"
+        png = out / f"{promql.load_dashboard(path)['uid']}.png"
         assert png.is_file() and png.stat().st_mtime >= started - 1, f"{png} not written"
         assert png.stat().st_size > 20_000, f"{png} is suspiciously small"
