@@ -3,12 +3,13 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
+SOAK_SECONDS ?= 600
 BUILD_TYPE ?= RelWithDebInfo
 WERROR     ?= $(if $(CI),ON,OFF)
 JOBS       ?= 2
 CMAKE_FLAGS = -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKUBERELAY_WERROR=$(WERROR)
 
-.PHONY: all deps build asan-build fuzz-build fuzz test run print-policy bench check-examples format clean sync-chart-crds
+.PHONY: all deps build asan-build fuzz-build fuzz test run print-policy bench soak check-examples format clean sync-chart-crds
 
 all: build
 
@@ -58,6 +59,14 @@ print-policy: build
 bench: build
 	@$(BUILD)/policy/policy_bench 100 1000 10000
 	@bench/run.sh
+
+# SOAK_SECONDS (10 minutes) of mixed load on one relay of the ASan + UBSan build: memory must stay
+# flat and LeakSanitizer clean at exit (bench/soak.py, docs/security.md); the summary goes to
+# bench/results/soak-<stamp>.json. Builds only the relay (configuring $(ASAN_BUILD) if needed).
+soak: deps
+	@[ -f $(ASAN_BUILD)/build.ninja ] || cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DKUBERELAY_WERROR=$(WERROR) > $(ASAN_BUILD).configure.log || (cat $(ASAN_BUILD).configure.log; exit 1)
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target kuberelay-relay
+	@SOAK_SECONDS=$(SOAK_SECONDS) python3 bench/soak.py --build $(ASAN_BUILD)
 
 check-examples: build
 	@for d in $$(find examples -type d); do echo "== $$d"; $(BUILD)/tools/kuberelay-policy check $$d || exit 1; done

@@ -45,7 +45,7 @@ run_pytest() {
   local title=$1 dir=$2 limit=$3 log="$LOGS/$(basename "$2").log" line p f
   [ -d "$dir" ] || return 0
   echo "== $title (pytest $dir)"
-  KUBERELAY_RELAY="$PWD/$BUILD/relay/kuberelay-relay" KUBERELAY_BUILD="$PWD/$BUILD" \
+  KUBERELAY_RELAY="$PWD/$BUILD/relay/kuberelay-relay" KUBERELAY_BUILD="$PWD/$BUILD" KUBERELAY_ASAN_BUILD="$PWD/$ASAN_BUILD" \
     timeout "$limit" python3 -m pytest -q -p no:cacheprovider "$dir" 2>&1 | tee "$log"
   line=$(grep -E "[0-9]+ (passed|failed|errors?)" "$log" | tail -1)
   p=$(grep -oE "[0-9]+ passed" <<<"$line" | grep -oE "[0-9]+" || echo 0)
@@ -57,6 +57,7 @@ run_pytest() {
 run_pytest "CRD schema tests" tests/schema 600
 run_pytest "relay integration tests, real clients" tests/integration 1200
 run_pytest "adversarial black-box tests" tests/adversarial 900
+run_pytest "short soak under LeakSanitizer" tests/soak 300
 run_pytest "CRDs against a real kube-apiserver" tests/kube 3600
 run_pytest "operator against a real kube-apiserver" tests/operator 1800
 run_pytest "dashboards and alerts against a real Prometheus" tests/dashboards 900
