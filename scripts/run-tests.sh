@@ -60,6 +60,7 @@ run_pytest "adversarial black-box tests" tests/adversarial 900
 run_pytest "short soak under LeakSanitizer" tests/soak 300
 run_pytest "CRDs against a real kube-apiserver" tests/kube 3600
 run_pytest "operator against a real kube-apiserver" tests/operator 1800
+run_pytest "end to end: every seed scenario" tests/e2e 1200
 run_pytest "dashboards and alerts against a real Prometheus" tests/dashboards 900
 run_pytest "Helm chart against a real kube-apiserver" tests/helm 1200
 

@@ -300,6 +300,8 @@ class Case:
            once per relay; None: the next hop must receive nothing from it.
     counts: [(metric, connector, {labels})] the increments this session makes, per relay.
     client: "raw" (RawSMTP), "smtplib" or "swaks".
+    unchecked: counters this session should move (same form as counts) that the scenario does
+           not compare, because a known product bug is asserted by its own xfail test instead.
     """
     name: str
     port: int
@@ -309,6 +311,7 @@ class Case:
     counts: list[tuple]
     delivered: tuple | None = None
     client: str = "raw"
+    unchecked: list[tuple] = field(default_factory=list)
 
 
 def conn(connector: str, result: str = "accepted"):
@@ -524,13 +527,18 @@ def check_next_hop(stack: Stack, prefix: str, want: dict[str, tuple], timeout: f
     return got
 
 
+def count_key(namespace: str, relay: ClusterRelay, count: tuple) -> tuple:
+    metric, connector, labels = count
+    cid = connector if connector == "none" else f"{namespace}/{connector}"
+    return (relay.name, metric, cid, tuple(sorted(labels.items())))
+
+
 def expected_counts(namespace: str, relays: list[ClusterRelay], cases: list[Case]) -> Counter:
     out: Counter = Counter()
     for r in relays:
         for c in cases:
-            for metric, connector, labels in c.counts:
-                cid = connector if connector == "none" else f"{namespace}/{connector}"
-                out[(r.name, metric, cid, tuple(sorted(labels.items())))] += 1
+            for count in c.counts:
+                out[count_key(namespace, r, count)] += 1
     return out
 
 
@@ -588,6 +596,9 @@ class Scenario:
         self.stack.prom.wait_scrape()
         moved = delta(self.stack.prom.counters(self.connectors + ["none"]), self.before)
         want = expected_counts(self.ns, self.stack.relays, self.cases)
+        for key in {count_key(self.ns, r, u) for r in self.stack.relays for c in self.cases for u in c.unchecked}:
+            assert key not in want, f"{key} is both expected and unchecked"
+            moved.pop(key, None)
         assert moved == want, (f"counters that moved (Prometheus):\n{format_counts(moved)}\n"
                                f"expected:\n{format_counts(want)}")
         return moved
