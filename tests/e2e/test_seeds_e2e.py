@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import pytest
 from e2elib import (EXAMPLES, GROUP, MIB, OPERATOR_JOB, Case, Scenario, auth, conditions, conn, msg, rcpt,
-                    remove_scenario, sender, settle, wait_for, warning_events)
+                    remove_scenario, sender, settle, sink_messages, wait_for, warning_events)
 
 # The decisive replies, whole (policy/include/kuberelay/policy/reply.h).
 NOT_AUTHENTICATED = "530 5.7.1 Client was not authenticated"
@@ -75,8 +75,8 @@ def test_seed_000_f179e5f829b73d29(stack):
     accepted without AUTH, with a wrong password, or as any other sender."""
     ns, c = "e2e-000", "web-app-submission"
     user = ("anonuser@example.com", "AnonUser-Pass-000")
-    sc = Scenario(stack, ns, EXAMPLES / "000-anonymous-web-app")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "000-anonymous-web-app")
         rc = sc.objects[f"ReceiveConnector/{c}"]
         assert rc["spec"]["requireTLS"] is True and rc["spec"]["permissionGroups"] == ["ExchangeUsers"]
         sc.play([
@@ -149,8 +149,8 @@ def test_seed_001_2c8af0127b92da2a(stack):
     withdrawing each SenderPermission with kubectl withdraws exactly that ability."""
     ns, c = "e2e-001", "client-submission"
     mx, bob = ("mail.express@example.com", "MailExpress-Pass-001"), ("bob@example.com", "Bob-Pass-001")
-    sc = Scenario(stack, ns, EXAMPLES / "001-authenticated-submission")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "001-authenticated-submission")
         rc = sc.objects[f"ReceiveConnector/{c}"]
         assert "AnonymousUsers" not in rc["spec"]["permissionGroups"]
         for name in ("mail-express-authoritative-domain-sender", "mail-express-any-sender"):
@@ -247,8 +247,8 @@ def test_seed_002_08693f00643c02ac(stack):
     bridge, hub, sub = "internet-bridgehead", "internal-hub", "client-submission"
     hub1, carol = ("hub1", "Hub1-Pass-002"), ("carol@example.com", "Carol-Pass-002")
     ns = "e2e-002"
-    sc = Scenario(stack, ns, EXAMPLES / "002-anonymous-by-connector-role")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "002-anonymous-by-connector-role")
         for key, obj in sc.objects.items():
             assert not ANALYZER & set(conditions(obj)), (key, sorted(conditions(obj)))
         sc.play([
@@ -295,8 +295,8 @@ def test_seed_002_08693f00643c02ac(stack):
         remove_scenario(stack.kube, ns)
 
     ns = "e2e-002-risky"
-    sc = Scenario(stack, ns, EXAMPLES / "002-anonymous-by-connector-role" / "risky")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "002-anonymous-by-connector-role" / "risky")
         want = {hub: {"AnonymousOnInternalConnector"}, sub: {"AnonymousOnSubmissionConnector", "BasicAuthWithoutTls"},
                 bridge: set()}
         for name, types in want.items():
@@ -353,8 +353,8 @@ def test_seed_003_40c2bc7ea8afe055(stack):
     neighbours of both ranges, lands on internet-default: local delivery only."""
     anon, ext, inet = "anonymous-relay", "externally-secured-relay", "internet-default"
     ns = "e2e-003"
-    sc = Scenario(stack, ns, EXAMPLES / "003-anonymous-relay-ip-restricted")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "003-anonymous-relay-ip-restricted")
         sp = sc.objects["SenderPermission/anonymous-relay-accept-any-recipient"]
         assert sp["status"]["relays"] == {"total": 2, "applied": 2}
         relayed = [conn(anon), sender(anon, "accept", "authoritative_domain_sender"),
@@ -409,7 +409,7 @@ def test_seed_003_40c2bc7ea8afe055(stack):
                  ["220", "250 2.1.0", UNABLE_TO_RELAY, BYE], refused_relay),
         ])
         # The 2 MiB message arrived whole, once per relay.
-        big = [m for m in stack.sink.messages() if any("-s2-big-" in t for t in m.header("X-Test-Id"))]
+        big = [m for m in sink_messages(stack.sink) if any("-s2-big-" in t for t in m.header("X-Test-Id"))]
         assert len(big) == 2
         for m in big:
             assert m.body.count("x" * 998 + "\n") == 2 * MIB // 1000 + 1
@@ -431,8 +431,8 @@ def test_seed_003_size_refusal_is_a_rejected_message(stack):
     """Seed 003, strategy 1's size limit: the 2 MiB message refused at the end of its data is a
     rejected message for the metrics, as any 5xx at the end of data is."""
     anon, ns = "anonymous-relay", "e2e-003-size"
-    sc = Scenario(stack, ns, EXAMPLES / "003-anonymous-relay-ip-restricted")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "003-anonymous-relay-ip-restricted")
         sc.play([
             Case("s1-too-big", 2525, "127.0.0.17", sends("app@example.com", "someone@example.org", size=2 * MIB),
                  ["220", "250 2.1.0", "250 2.1.5", "354", TOO_BIG, BYE],
@@ -454,8 +454,8 @@ def test_seed_004_ef63e8a33ec50c40(stack):
     c = "hub-anonymous-only"
     hub2, dave = ("hub2", "Hub2-Pass-004"), ("dave@example.com", "Dave-Pass-004")
     ns = "e2e-004"
-    sc = Scenario(stack, ns, EXAMPLES / "004-ip-restriction-flag")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "004-ip-restriction-flag")
         assert sc.objects[f"ReceiveConnector/{c}"]["spec"]["ipRestrictionMode"] == "AnonymousOnly"
         sc.play([
             Case("on-list-anonymous", 2525, "127.0.0.40", sends("app@customer.test", "someone@example.com"),
@@ -495,8 +495,8 @@ def test_seed_004_ef63e8a33ec50c40(stack):
         remove_scenario(stack.kube, ns)
 
     ns = "e2e-004-all-clients"
-    sc = Scenario(stack, ns, EXAMPLES / "004-ip-restriction-flag" / "all-clients")
     try:
+        sc = Scenario(stack, ns, EXAMPLES / "004-ip-restriction-flag" / "all-clients")
         assert sc.objects[f"ReceiveConnector/{c}"]["spec"]["ipRestrictionMode"] == "AllClients"
         sc.play([
             Case("on-list-anonymous", 2525, "127.0.0.40", sends("app@customer.test", "someone@example.com"),
