@@ -36,9 +36,9 @@ EXPECTED_FIELDS = {
     ("ReceiveConnector", "status"): {"observedGeneration", "policyVersion", "relays", "conditions"},
     ("ReceiveConnector", "status.relays"): {"total", "applied"},
     ("SenderPermission", "spec"): {"connector", "principal", "name", "extendedRights", "deny", "sendAs"},
-    ("SenderPermission", "status"): {"observedGeneration", "policyVersion", "conditions"},
+    ("SenderPermission", "status"): {"observedGeneration", "policyVersion", "relays", "conditions"},
     ("AcceptedDomain", "spec"): {"domainName", "domainType"},
-    ("AcceptedDomain", "status"): {"observedGeneration", "policyVersion", "conditions"},
+    ("AcceptedDomain", "status"): {"observedGeneration", "policyVersion", "relays", "conditions"},
 }
 
 EXPECTED_REQUIRED = {
