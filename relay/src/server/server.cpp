@@ -453,6 +453,14 @@ private:
       case smtp::EventStage::Rcpt:
         relay_.metrics_.relayDecision(connectorId_, d.allowed, d.reason);
         break;
+      case smtp::EventStage::Data:
+        // Refused by the policy at the end of the data (size): a message all the same. The next
+        // hop's verdicts are counted where the forwarder answers.
+        if (!d.allowed && ev.fromPolicy && !ev.input.empty()) {
+          relay_.metrics_.message(connectorId_, d.reply.code < 500 ? "deferred" : "rejected",
+                                  std::stoull(ev.input));
+        }
+        break;
       default:
         break;
     }
