@@ -127,8 +127,14 @@ class ClusterRelay:
             return e.code, e.read().decode()
 
     def version(self) -> str | None:
-        status, body = self.http("/readyz")
-        return body.split()[1] if status == 200 and body.startswith("ready ") else None
+        """The policy version in force (also when it has no connector for this relay's pool and
+        the relay is therefore not ready)."""
+        status, body = self.http("/metrics")
+        if status != 200:
+            return None
+        found = [labels["version"] for labels, value in relaytest.Metrics(body).series("kuberelay_policy_version_info")
+                 if value == 1 and labels.get("version")]
+        return found[0] if len(found) == 1 else None
 
     def metric(self, name, **labels) -> float:
         return relaytest.Metrics(self.http("/metrics")[1]).value(name, **labels)
