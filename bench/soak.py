@@ -784,6 +784,9 @@ def main() -> int:
             result["sanitizer_excerpt"] = log[start:start + 6000]
         stats_at_exit = EXIT_STATS.search(log)
         result["asan_exit_stats_seen"] = bool(stats_at_exit)
+        if stats_at_exit:  # ASan's allocator summary at exit (StackDepot, quarantine, in-use chunks)
+            block = log[stats_at_exit.start():].splitlines()
+            result["asan_exit_stats"] = [l for l in block[:60] if l.startswith(("Stats:", "Quarantine", "Global quarantine"))]
         m = re.search(r"Stats: (\d+)M malloced \((\d+)M for red zones\) by (\d+) calls", log)
         if m:
             result["asan_malloced_mib"], result["asan_malloc_calls"] = int(m.group(1)), int(m.group(3))
