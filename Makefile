@@ -25,7 +25,7 @@ asan-build: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # libFuzzer targets need clang; `make test` runs each over its corpus for a few seconds.
-FUZZERS = fuzz_command fuzz_address fuzz_session fuzz_proxy fuzz_manifest fuzz_ip_range
+FUZZERS = fuzz_command fuzz_address fuzz_session fuzz_proxy fuzz_manifest fuzz_ip_range fuzz_snapshot
 fuzz-build: deps
 	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKUBERELAY_FUZZ=ON > $(FUZZ_BUILD).configure.log || (cat $(FUZZ_BUILD).configure.log; exit 1)
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZERS)
