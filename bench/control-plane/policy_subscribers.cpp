@@ -33,8 +33,7 @@ namespace {
 std::atomic<bool> stopping{false};
 
 double now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 struct VersionSeen {
@@ -111,10 +110,14 @@ int main(int argc, char** argv) {
   int relays = 100, seconds = 600;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
-    if (a == "--target") target = v;
-    else if (a == "--relays") relays = std::stoi(v);
-    else if (a == "--pool") pool = v;
-    else if (a == "--seconds") seconds = std::stoi(v);
+    if (a == "--target")
+      target = v;
+    else if (a == "--relays")
+      relays = std::stoi(v);
+    else if (a == "--pool")
+      pool = v;
+    else if (a == "--seconds")
+      seconds = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -132,7 +135,8 @@ int main(int argc, char** argv) {
     channels.push_back(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
   }
   for (int i = 0; i < relays; ++i) {
-    threads.emplace_back(relay, channels[static_cast<size_t>(i) % channels.size()], i, relays, pool);
+    threads.emplace_back(relay, channels[static_cast<size_t>(i) % channels.size()], i, relays,
+                         pool);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   while (!stopping && std::chrono::steady_clock::now() < deadline) {
