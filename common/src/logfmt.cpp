@@ -21,21 +21,29 @@ void appendValue(std::string& out, std::string_view v) {
 
 }  // namespace
 
-std::string isoTimestamp(std::string* day) {
-  auto now = std::chrono::system_clock::now();
-  std::time_t t = std::chrono::system_clock::to_time_t(now);
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+std::string utcTimestamp(std::chrono::system_clock::time_point t, int fractionDigits) {
+  const auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(us / 1000000);
   std::tm tm{};
-  gmtime_r(&t, &tm);
+  gmtime_r(&secs, &tm);
   char stamp[64];
-  std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  if (day) {
-    char d[40];
-    std::snprintf(d, sizeof(d), "%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-    *day = d;
+  int n = std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  const int micros = static_cast<int>(us % 1000000);
+  if (fractionDigits == 3) {
+    std::snprintf(stamp + n, sizeof(stamp) - n, ".%03dZ", micros / 1000);
+  } else if (fractionDigits == 6) {
+    std::snprintf(stamp + n, sizeof(stamp) - n, ".%06dZ", micros);
+  } else {
+    std::snprintf(stamp + n, sizeof(stamp) - n, "Z");
   }
+  return stamp;
+}
+
+std::string isoTimestamp(std::string* day) {
+  std::string stamp = utcTimestamp(std::chrono::system_clock::now(), 3);
+  if (day) *day = stamp.substr(0, 4) + stamp.substr(5, 2) + stamp.substr(8, 2);
   return stamp;
 }
 

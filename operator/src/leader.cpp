@@ -1,6 +1,6 @@
 #include "leader.h"
 
-#include <ctime>
+#include "kuberelay/common/logfmt.h"
 
 #include "log.h"
 
@@ -15,15 +15,7 @@ std::string str(const Json& j, const char* key) {
 }  // namespace
 
 std::string microTime(std::chrono::system_clock::time_point t) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(us % 1000000));
-  return buf;
+  return logfmt::utcTimestamp(t, 6);
 }
 
 LeaderElector::LeaderElector(KubeApi& api, LeaderOptions options,

@@ -3,11 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include "kube/kubeconfig.h"
 #include "kuberelay/policy/v1/policy.grpc.pb.h"
 #include "log.h"
 
@@ -17,11 +16,9 @@ namespace {
 namespace pb = kuberelay::policy::v1;
 
 std::string readPem(const std::string& file, const char* what) {
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error(std::string("cannot read the ") + what + " " + file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = readFile(file);
+  if (!text) throw std::runtime_error(std::string("cannot read the ") + what + " " + file);
+  return *text;
 }
 
 class Service final : public pb::PolicyDiscovery::Service {

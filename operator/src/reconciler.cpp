@@ -6,6 +6,7 @@
 #include <ctime>
 #include <set>
 
+#include "kuberelay/common/logfmt.h"
 #include "kuberelay/policy/manifest.h"
 #include "log.h"
 
@@ -39,14 +40,7 @@ std::string ObjectId::toString() const {
   return std::string(kindName(kind)) + " " + ns + "/" + name;
 }
 
-std::string rfc3339(std::chrono::system_clock::time_point t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string rfc3339(std::chrono::system_clock::time_point t) { return logfmt::utcTimestamp(t, 0); }
 
 namespace {
 

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "kuberelay/smtp/base64.h"
 #include "transcript.h"
 
 namespace kuberelay::smtp {
@@ -28,22 +29,6 @@ struct SeedSession {
   const char* lastReply;  // the last line the server sends
 };
 
-std::string base64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
-    if (i + 2 < in.size()) v |= static_cast<uint8_t>(in[i + 2]);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
-    out += i + 2 < in.size() ? kAlphabet[v & 63] : '=';
-  }
-  return out;
-}
-
 std::string message(size_t octets) {
   std::string body = "Subject: seed\r\n\r\n";
   const std::string line = std::string(76, 'm') + "\r\n";
@@ -60,7 +45,8 @@ std::vector<testing::Step> script(const SeedSession& c) {
     steps.push_back(tls());
   }
   if (c.user) {
-    commands += "AUTH PLAIN " + base64(std::string(1, '\0') + c.user + '\0' + c.password) + "\r\n";
+    commands +=
+        "AUTH PLAIN " + encodeBase64(std::string(1, '\0') + c.user + '\0' + c.password) + "\r\n";
   }
   if (c.mail) {
     commands += std::string("MAIL FROM:") + c.mail;

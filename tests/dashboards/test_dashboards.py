@@ -67,11 +67,11 @@ for _sub in ("operator", "integration"):
         sys.path.insert(0, str(REPO / "tests" / _sub))
 
 import relaytest  # noqa: E402
+from promserver import PrometheusServer  # noqa: E402
 from relaytest import ConnectionClosed, RawSMTP, Relay, Sink, message  # noqa: E402
 from test_operator_apiserver import EXAMPLES, GROUP, Operator, wait_for  # noqa: E402
 from test_operator_apiserver import crds, kube  # noqa: E402,F401  (module fixtures: this module's API server)
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 EXPECTED_DASHBOARDS = {  # file -> (uid, title): stable, links and provisioning depend on them
     "overview": ("kuberelay-overview", "KubeRelay / Overview"),
@@ -174,44 +174,6 @@ def port_offset() -> int:
             continue
         return offset
     raise RuntimeError("no free port offset")
-
-
-class PrometheusServer:
-    def __init__(self, workdir: Path, jobs: dict[str, list[tuple[int, dict]]]):
-        assert Path(PROMETHEUS).exists(), \
-            f"{PROMETHEUS} not found: scripts/install-deps.sh installs the Debian package prometheus"
-        self.port = relaytest.free_port()
-        self.dir = workdir / "prometheus"
-        self.dir.mkdir()
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(promql.RULES_FILE)],
-            "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": labels}
-                                                     for port, labels in targets]}
-                for job, targets in jobs.items()],
-        }
-        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log_path = self.dir / "prometheus.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir)
-        self.api = promql.Prometheus(f"http://127.0.0.1:{self.port}")
-
-        def ready():
-            assert self.proc.poll() is None, f"prometheus exited {self.proc.returncode}:\n{self.log()}"
-            return self.api.ready()
-
-        wait_for("Prometheus /-/ready", ready, timeout=60)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self):
-        relaytest.stop_process(self.proc, term_timeout=10)
-        self._log.close()
 
 
 # ----------------------------------------------------------------------------------- load
@@ -434,7 +396,8 @@ def stack(kube, crds, tmp_path_factory, request):  # noqa: F811
         if c:
             relays.append((c.admin_port, {**labels, "pod": "relay-c", "pool": "default"}))
         prom = PrometheusServer(work, {"kuberelay-relay": relays,
-                                       "kuberelay-operator": [(op.port, {**labels, "pod": "operator-0"})]})
+                                       "kuberelay-operator": [(op.port, {**labels, "pod": "operator-0"})]},
+                                rule_files=(promql.RULES_FILE,))
         stoppers.append(prom.stop)
         wait_for("every scrape target up",
                  lambda: (lambda t: len(t) == len(relays) + 1 and all(x["health"] == "up" for x in t))(prom.api.targets()),

@@ -14,7 +14,6 @@ import datetime
 import os
 import random
 import re
-import shutil
 import smtplib
 import socket
 import subprocess
@@ -36,12 +35,12 @@ for _sub in ("operator", "integration", "dashboards"):
         sys.path.insert(0, str(REPO / "tests" / _sub))
 
 import promql  # noqa: E402
+import promserver  # noqa: E402
 import relaytest  # noqa: E402
 from relaytest import ConnectionClosed, RawSMTP, Reply, Sink, SinkMessage, message  # noqa: E402,F401
 from test_distribution import manifests  # noqa: E402
 from test_operator_apiserver import EXAMPLES, GROUP, KINDS, Kube, Operator, conditions, wait_for  # noqa: E402,F401
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 SETTLE = 30          # seconds: objects Ready on both relays after kubectl apply
 SCRAPE_TIMEOUT = 15  # seconds: Prometheus has scraped every target after a given moment
 MIB = 1024 * 1024
@@ -131,47 +130,8 @@ class ClusterRelay:
         self._log.close()
 
 
-class PrometheusServer:
+class PrometheusServer(promserver.PrometheusServer):
     """/usr/bin/prometheus scraping the given targets every second."""
-
-    def __init__(self, workdir: Path, jobs: dict[str, list[tuple[int, dict]]]):
-        assert Path(PROMETHEUS).exists(), \
-            f"{PROMETHEUS} not found: scripts/install-deps.sh installs the Debian package prometheus"
-        self.port = relaytest.free_port()
-        self.dir = workdir / "prometheus"
-        self.dir.mkdir()
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": labels}
-                                                     for port, labels in targets]}
-                for job, targets in jobs.items()],
-        }
-        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log_path = self.dir / "prometheus.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir)
-        self.api = promql.Prometheus(f"http://127.0.0.1:{self.port}")
-
-        def ready():
-            assert self.proc.poll() is None, f"prometheus exited {self.proc.returncode}:\n{self.log()}"
-            return self.api.ready()
-
-        try:
-            wait_for("Prometheus /-/ready", ready, timeout=60)
-        except BaseException:
-            self.stop()
-            raise
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self):
-        relaytest.stop_process(self.proc, term_timeout=10)
-        self._log.close()
 
     # -- reading it back
     def scraped_since(self, moment: float) -> bool:

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <random>
 
+#include "kuberelay/smtp/base64.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -207,6 +208,7 @@ struct NextHopConnection {
   asio::steady_timer watchdog;
   std::string input;
   std::string target;
+  std::string poolKey;  // the smarthost and the connector profile that set it up
   Clock::time_point opened, idleSince;
   State state = State::Connecting;
   bool closing = false;  // the peer said 421: never reuse
@@ -287,8 +289,9 @@ std::shared_ptr<NextHopConnection> NextHopPool::take(const std::string& key) {
   return found;
 }
 
-void NextHopPool::give(const std::string& key, std::shared_ptr<NextHopConnection> c) {
+void NextHopPool::give(std::shared_ptr<NextHopConnection> c) {
   const auto now = Clock::now();
+  const std::string& key = c->poolKey;
   auto& list = idle_[key];
   if (!enabled() || c->closing || now - c->opened >= kMaxAge ||
       list.size() >= options_.maxIdlePerKey) {
@@ -353,16 +356,16 @@ public:
         ctx_(ctx) {
     // Everything that shapes a next-hop session besides its address: sessions are shared only
     // between connectors that would have set them up the same way.
-    profile_ = std::to_string(static_cast<int>(tlsMode_)) + "|" + username_ + "|" +
-               std::to_string(std::hash<std::string>{}(password_)) + "|" +
-               std::to_string(std::hash<std::string>{}(c.forwardCaPem));
+    const std::string profile = std::to_string(static_cast<int>(tlsMode_)) + "|" + username_ + "|" +
+                                std::to_string(std::hash<std::string>{}(password_)) + "|" +
+                                std::to_string(std::hash<std::string>{}(c.forwardCaPem));
+    for (const auto& host : hosts_) poolKeys_.push_back(host + "|" + profile);
     if (!ctx_.clientTls) tlsMode_ = policy::ForwardTls::None;
   }
   ~SmarthostForwarder() override {
     if (conn_ && !inData_ && ctx_.pool) {
       conn_->dirty = inTransaction_;
-      const std::string key = poolKey(conn_->target);  // before the move below
-      ctx_.pool->give(key, std::move(conn_));
+      ctx_.pool->give(std::move(conn_));
     }
     drop();
   }
@@ -374,7 +377,7 @@ public:
       bool reused = false;
       if (!conn_) {
         for (size_t i = 0; i < hosts_.size() && !conn_ && ctx_.pool; ++i) {
-          conn_ = ctx_.pool->take(poolKey(hosts_[i]));
+          conn_ = ctx_.pool->take(poolKeys_[i]);
         }
         reused = conn_ != nullptr;
         if (conn_) {
@@ -488,23 +491,22 @@ public:
   }
 
 private:
-  std::string poolKey(const std::string& target) const { return target + "|" + profile_; }
-
   // Between transactions the session goes back to the pool (without a pool it stays with us).
   void release() {
     if (!conn_ || !ctx_.pool || inTransaction_ || inData_) return;
-    const std::string key = poolKey(conn_->target);  // before the move below
-    ctx_.pool->give(key, std::move(conn_));
+    ctx_.pool->give(std::move(conn_));
     conn_.reset();
   }
 
   awaitable<NextHopReply> connectAny() {
     NextHopReply last = reply(451, "4.4.1", "No next hop is reachable; try again later");
-    for (const auto& target : hosts_) {
+    for (size_t i = 0; i < hosts_.size(); ++i) {
+      const std::string& target = hosts_[i];
       size_t colon = target.rfind(':');
       std::string host = target.substr(0, colon), port = target.substr(colon + 1);
       if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
       conn_ = std::make_shared<NextHopConnection>(ctx_.io, target, ctx_.metrics);
+      conn_->poolKey = poolKeys_[i];
       current_ = target;
       tcp::resolver resolver(ctx_.io);
       arm();
@@ -559,7 +561,7 @@ private:
           continue;
         }
         std::string token = std::string(1, '\0') + username_ + std::string(1, '\0') + password_;
-        NextHopReply a = co_await command("AUTH PLAIN " + base64(token) + "\r\n");
+        NextHopReply a = co_await command("AUTH PLAIN " + smtp::encodeBase64(token) + "\r\n");
         if (a.code != 235) {
           last = reply(451, "4.7.0", "Next hop refused our credentials");
           fail(target, "auth", a.text);
@@ -729,38 +731,12 @@ private:
     inData_ = false;
   }
 
-  static std::string base64(std::string_view in) {
-    static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-      uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-      out += a[v >> 18];
-      out += a[(v >> 12) & 63];
-      out += a[(v >> 6) & 63];
-      out += a[v & 63];
-    }
-    if (i + 1 == in.size()) {
-      uint32_t v = uint8_t(in[i]) << 16;
-      out += a[v >> 18];
-      out += a[(v >> 12) & 63];
-      out += "==";
-    } else if (i + 2 == in.size()) {
-      uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-      out += a[v >> 18];
-      out += a[(v >> 12) & 63];
-      out += a[(v >> 6) & 63];
-      out += '=';
-    }
-    return out;
-  }
-
   std::vector<std::string> hosts_;
   policy::ForwardTls tlsMode_;
   std::string username_;
   std::string password_;
   ForwarderContext ctx_;
-  std::string profile_;
+  std::vector<std::string> poolKeys_;  // by smarthost: its address and this connector's profile
   std::shared_ptr<NextHopConnection> conn_;
   std::string current_;
   std::string out_;

@@ -76,8 +76,8 @@ public:
   ~NextHopPool();
   bool enabled() const { return options_.idleTimeout.count() > 0; }
   std::shared_ptr<NextHopConnection> take(const std::string& key);
-  void give(const std::string& key, std::shared_ptr<NextHopConnection> connection);
-  void closeAll();  // drain: QUIT every idle session
+  void give(std::shared_ptr<NextHopConnection> connection);  // under its poolKey
+  void closeAll();                                           // drain: QUIT every idle session
   size_t idleCount() const;
   size_t retiring() const { return retiring_; }  // QUITs still in flight
 

@@ -466,27 +466,24 @@ private:
     }
     if (d.audited) {
       relay_.metrics_.auditWouldRefuse(connectorId_, smtp::toString(ev.stage), d.wouldRefuseReason);
-      std::string would = d.wouldRefuse.toString();
-      log("info", "audit: would refuse",
-          {{"session", sessionId_},
-           {"connector", connectorId_},
-           {"client", facts_.remoteAddress.toString()},
-           {"stage", smtp::toString(ev.stage)},
-           {"reply", would},
-           {"reason", d.wouldRefuseReason},
-           {"principal", smtp_->policy().principalDescription()}});
+      logDecision("audit: would refuse", ev.stage, d.wouldRefuse.toString(), d.wouldRefuseReason);
       return;
     }
     if (d.allowed && ev.stage != smtp::EventStage::Connect) return;
     std::string reply = d.reply.toString();
     if (!d.allowed && ev.fromPolicy && !nextHop) keepRefusal(ev, reply);
-    log("info", "decision",
+    logDecision("decision", ev.stage, reply, d.reason);
+  }
+
+  void logDecision(const char* msg, smtp::EventStage stage, const std::string& reply,
+                   std::string_view reason) {
+    log("info", msg,
         {{"session", sessionId_},
          {"connector", connectorId_},
          {"client", facts_.remoteAddress.toString()},
-         {"stage", smtp::toString(ev.stage)},
+         {"stage", smtp::toString(stage)},
          {"reply", reply},
-         {"reason", d.reason},
+         {"reason", reason},
          {"principal", smtp_->policy().principalDescription()}});
   }
 

@@ -1,6 +1,6 @@
 // NAME
 //   base64.cpp - strict RFC 4648 base64 decoding
-#include "base64.h"
+#include "kuberelay/smtp/base64.h"
 
 #include <array>
 #include <cstdint>
@@ -8,13 +8,14 @@
 namespace kuberelay::smtp {
 namespace {
 
+constexpr std::string_view kAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 constexpr std::array<int8_t, 256> makeTable() {
   std::array<int8_t, 256> t{};
   for (auto& v : t) v = -1;
-  constexpr std::string_view alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  for (size_t i = 0; i < alphabet.size(); ++i) {
-    t[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
+  for (size_t i = 0; i < kAlphabet.size(); ++i) {
+    t[static_cast<unsigned char>(kAlphabet[i])] = static_cast<int8_t>(i);
   }
   return t;
 }
@@ -50,6 +51,21 @@ bool decodeBase64(std::string_view in, std::string& out) {
     if (padding < 1) out.push_back(static_cast<char>(bits & 0xff));
   }
   return true;
+}
+
+std::string encodeBase64(std::string_view in) {
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) v |= static_cast<uint8_t>(in[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kAlphabet[v & 63] : '=';
+  }
+  return out;
 }
 
 }  // namespace kuberelay::smtp

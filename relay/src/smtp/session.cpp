@@ -13,7 +13,7 @@
 #include <charconv>
 
 #include "ascii.h"
-#include "base64.h"
+#include "kuberelay/smtp/base64.h"
 #include "kuberelay/smtp/replies.h"
 
 namespace kuberelay::smtp {

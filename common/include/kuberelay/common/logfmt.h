@@ -7,6 +7,7 @@
 //   a password, a Secret's contents or message content.
 #pragma once
 
+#include <chrono>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -16,7 +17,10 @@ namespace kuberelay::logfmt {
 
 using Field = std::pair<std::string_view, std::string_view>;
 
-// UTC with milliseconds; `day` gets "20261122" when given.
+// RFC 3339 in UTC with `fractionDigits` (0, 3 or 6) of a second: "2026-11-22T17:52:06Z",
+// "...06.558Z" (logs), "...06.558123Z" (metav1.MicroTime).
+std::string utcTimestamp(std::chrono::system_clock::time_point t, int fractionDigits);
+// Now, with milliseconds; `day` gets "20261122" when given.
 std::string isoTimestamp(std::string* day = nullptr);
 void write(std::string_view level, std::string_view msg, std::initializer_list<Field> fields);
 

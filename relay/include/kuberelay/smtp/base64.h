@@ -1,5 +1,6 @@
 // NAME
-//   base64.h - strict RFC 4648 base64 decoding for SASL responses
+//   base64.h - RFC 4648 base64: strict decoding of SASL responses, and encoding (AUTH to the next
+//   hop)
 // DESCRIPTION
 //   Standard alphabet, padding required, no whitespace: RFC 4954 §4 responses are exactly one
 //   base64 string. Anything else is a decoding error (501 5.5.2).
@@ -12,5 +13,7 @@ namespace kuberelay::smtp {
 
 // Decodes `in` into `out` (replacing its contents). Returns false on malformed input.
 bool decodeBase64(std::string_view in, std::string& out);
+// Standard alphabet, with padding.
+std::string encodeBase64(std::string_view in);
 
 }  // namespace kuberelay::smtp
